@@ -1,0 +1,356 @@
+// Package lifeboat holds the vocabulary of a disaster-recovery control plane:
+// the service spec, its state, plans of steps, journals of runs, and the
+// interfaces of the drivers and the store. Everything that acts on the world
+// lives in subpackages; this package has no I/O.
+package lifeboat
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Spec is a service as its owners describe it in lifeboat.yaml.
+//
+// The struct tags drive both the YAML decoder (package config) and the JSON
+// Schema shipped for editors (schema/lifeboat.schema.json), so the schema is
+// generated from this model and never kept by hand.
+type Spec struct {
+	// Service names the service; it is the first part of every resource name.
+	Service string `yaml:"service" json:"service" jsonschema:"required,pattern=^[a-z][a-z0-9]*$,description=Name of the service: lower-case letters and digits; the first part of every resource name."`
+	// Regions are the failure domains the service runs in.
+	Regions Regions `yaml:"regions" json:"regions" jsonschema:"required"`
+	// Objectives are the service's recovery time and recovery point objectives.
+	Objectives Objectives `yaml:"objectives" json:"objectives" jsonschema:"required"`
+	// Units are the deployment units, by name.
+	Units map[string]Unit `yaml:"units" json:"units" jsonschema:"required,description=Deployment units by name (lower-case letters and digits)."`
+	// Tenants describes a multi-tenant catalog and its pools (optional).
+	Tenants *Tenants `yaml:"tenants,omitempty" json:"tenants,omitempty"`
+	// Hooks are approval and script steps inserted before or after steps.
+	Hooks []Hook `yaml:"hooks,omitempty" json:"hooks,omitempty"`
+	// Drivers chooses and configures the driver for each kind of component.
+	Drivers DriverSpec `yaml:"drivers,omitempty" json:"drivers,omitempty"`
+	// Store says where the control plane keeps its state and journal.
+	Store StoreSpec `yaml:"store,omitempty" json:"store,omitempty"`
+
+	// File is the path the spec was read from (not part of the YAML).
+	File string `yaml:"-" json:"-"`
+}
+
+// Regions names the primary (home) region, the secondary (standby) region
+// and an optional witness that only votes.
+type Regions struct {
+	Primary   Region  `yaml:"primary" json:"primary" jsonschema:"required"`
+	Secondary Region  `yaml:"secondary" json:"secondary" jsonschema:"required"`
+	Witness   *Region `yaml:"witness,omitempty" json:"witness,omitempty"`
+}
+
+// Region is one failure domain.
+type Region struct {
+	Name string `yaml:"name" json:"name" jsonschema:"required,pattern=^[a-z][a-z0-9-]*$,description=Region name: lower-case letters, digits and dashes."`
+}
+
+// Other returns the name of the region that is not r (primary or secondary).
+func (r Regions) Other(name string) string {
+	if name == r.Primary.Name {
+		return r.Secondary.Name
+	}
+	return r.Primary.Name
+}
+
+// Has reports whether name is the primary or the secondary region.
+func (r Regions) Has(name string) bool {
+	return name == r.Primary.Name || name == r.Secondary.Name
+}
+
+// Objectives are the recovery objectives: how long the service may be down
+// (RTO) and how much recent data it may lose (RPO).
+type Objectives struct {
+	RTO Duration `yaml:"rto" json:"rto" jsonschema:"required,description=Recovery time objective as a Go duration (e.g. 5m)."`
+	RPO Duration `yaml:"rpo" json:"rpo" jsonschema:"required,description=Recovery point objective as a Go duration (e.g. 30s; 0 means no data loss)."`
+}
+
+// Unit is a deployment unit: a named template of one service instance.
+type Unit struct {
+	// Purpose says what the provisioned unit is for: prod, drill, staging.
+	Purpose Purpose `yaml:"purpose,omitempty" json:"purpose,omitempty" jsonschema:"enum=prod,enum=drill,enum=staging,default=prod"`
+	// DependsOn lists units that must be failed over before this one.
+	DependsOn []string `yaml:"depends-on,omitempty" json:"depends-on,omitempty"`
+	// Compute are the unit's scale sets, by component name.
+	Compute map[string]Compute `yaml:"compute,omitempty" json:"compute,omitempty"`
+	// Databases are the unit's stateful components, by component name.
+	Databases map[string]Database `yaml:"databases,omitempty" json:"databases,omitempty"`
+	// Traffic are the names clients use, by component name.
+	Traffic map[string]Traffic `yaml:"traffic,omitempty" json:"traffic,omitempty"`
+}
+
+// Purpose of a provisioned unit.
+type Purpose string
+
+const (
+	PurposeProd    Purpose = "prod"
+	PurposeDrill   Purpose = "drill"
+	PurposeStaging Purpose = "staging"
+)
+
+// Compute is a scale set of stateless instances built from a recipe.
+type Compute struct {
+	Recipe Recipe `yaml:"recipe" json:"recipe" jsonschema:"required"`
+	// Standby is how ready the secondary region is: cold (created at
+	// failover), warm (exists with zero instances) or hot (instances run).
+	Standby StandbyMode `yaml:"standby" json:"standby" jsonschema:"required,enum=cold,enum=warm,enum=hot"`
+	// Instances is the size of the scale set when each region is active.
+	Instances Instances `yaml:"instances" json:"instances" jsonschema:"required"`
+	Probe     *Probe    `yaml:"probe,omitempty" json:"probe,omitempty"`
+	// FaultDomains and UpdateDomains spread instances (seed 003).
+	FaultDomains  int `yaml:"fault-domains,omitempty" json:"fault-domains,omitempty" jsonschema:"minimum=1,default=1"`
+	UpdateDomains int `yaml:"update-domains,omitempty" json:"update-domains,omitempty" jsonschema:"minimum=1,default=1"`
+	// ResourceGroup of the scale set in the secondary region: permanent
+	// (exists all the time) or failover (stood up at failover, deleted at
+	// failback). Defaults to failover for cold standby, permanent otherwise.
+	ResourceGroup ResourceGroup `yaml:"resource-group,omitempty" json:"resource-group,omitempty" jsonschema:"enum=permanent,enum=failover"`
+	// ConnectsTo names the databases (in this unit) the instances use; in
+	// each region they connect to that region's copy.
+	ConnectsTo []string `yaml:"connects-to,omitempty" json:"connects-to,omitempty"`
+	// Boot is how long a new instance takes to pass its probe; used for
+	// estimates. Default 30s.
+	Boot Duration `yaml:"boot,omitempty" json:"boot,omitempty" jsonschema:"description=How long a new instance takes to pass its probe (estimates); default 30s."`
+}
+
+// Recipe is what builds a stateless instance.
+type Recipe struct {
+	Artifact string            `yaml:"artifact" json:"artifact" jsonschema:"required,description=Path or URL of the artifact (binary, image)."`
+	Checksum string            `yaml:"checksum,omitempty" json:"checksum,omitempty" jsonschema:"pattern=^sha256:[0-9a-f]{64}$"`
+	Command  []string          `yaml:"command" json:"command" jsonschema:"required,minItems=1"`
+	Settings map[string]string `yaml:"settings,omitempty" json:"settings,omitempty"`
+}
+
+// Instances is the scale set's size when each region is the active one.
+type Instances struct {
+	Primary   int `yaml:"primary" json:"primary" jsonschema:"required,minimum=0"`
+	Secondary int `yaml:"secondary" json:"secondary" jsonschema:"required,minimum=0"`
+}
+
+// In returns the size for the region with the given role.
+func (i Instances) In(role RegionRole) int {
+	if role == RolePrimary {
+		return i.Primary
+	}
+	return i.Secondary
+}
+
+// Probe is a health probe of an instance.
+type Probe struct {
+	HTTP     string   `yaml:"http,omitempty" json:"http,omitempty" jsonschema:"description=HTTP path to GET (2xx is healthy)."`
+	TCP      bool     `yaml:"tcp,omitempty" json:"tcp,omitempty"`
+	Interval Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
+	Timeout  Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	Failures int      `yaml:"failures,omitempty" json:"failures,omitempty" jsonschema:"minimum=1"`
+}
+
+// StandbyMode is the RTO/cost dial of a scale set in the secondary region.
+type StandbyMode string
+
+const (
+	StandbyCold StandbyMode = "cold"
+	StandbyWarm StandbyMode = "warm"
+	StandbyHot  StandbyMode = "hot"
+)
+
+// ResourceGroup is permanent or failover (seed 000's quadrants).
+type ResourceGroup string
+
+const (
+	GroupPermanent ResourceGroup = "permanent"
+	GroupFailover  ResourceGroup = "failover"
+)
+
+// Group returns the compute's resource group in the secondary region, with
+// the default applied.
+func (c Compute) Group() ResourceGroup {
+	if c.ResourceGroup != "" {
+		return c.ResourceGroup
+	}
+	if c.Standby == StandbyCold {
+		return GroupFailover
+	}
+	return GroupPermanent
+}
+
+// Database is a stateful component with a DR mode.
+type Database struct {
+	Engine string `yaml:"engine" json:"engine" jsonschema:"required,enum=postgres"`
+	// DRMode: geo-replica (streaming; failover = promote), backup (copies at
+	// an interval; failover = restore), none.
+	DRMode DRMode `yaml:"dr-mode" json:"dr-mode" jsonschema:"required,enum=geo-replica,enum=backup,enum=none"`
+	// Replication of a geo-replica: async or sync.
+	Replication Replication `yaml:"replication,omitempty" json:"replication,omitempty" jsonschema:"enum=async,enum=sync"`
+	// BackupInterval is how often a backup is taken (dr-mode: backup).
+	BackupInterval Duration `yaml:"backup-interval,omitempty" json:"backup-interval,omitempty"`
+	// Restore is how long a restore takes (dr-mode: backup); used for
+	// estimates. Default 10m.
+	Restore Duration `yaml:"restore,omitempty" json:"restore,omitempty"`
+	// Lag is the replication lag to expect (dr-mode: geo-replica, async);
+	// used for the RPO estimate until the monitor measures it. Default 5s.
+	Lag Duration `yaml:"lag,omitempty" json:"lag,omitempty"`
+}
+
+// DRMode of a database.
+type DRMode string
+
+const (
+	DRGeoReplica DRMode = "geo-replica"
+	DRBackup     DRMode = "backup"
+	DRNone       DRMode = "none"
+)
+
+// Replication of a geo-replica.
+type Replication string
+
+const (
+	ReplicationAsync Replication = "async"
+	ReplicationSync  Replication = "sync"
+)
+
+// Traffic is a set of public names that clients use to reach compute.
+type Traffic struct {
+	Names []string `yaml:"names" json:"names" jsonschema:"required,minItems=1"`
+	TTL   Duration `yaml:"ttl,omitempty" json:"ttl,omitempty" jsonschema:"description=Time to live of the records; clients may use the old answer this long after a switch. Default 30s."`
+	// Target is the compute the names point at: "component" in this unit
+	// or "unit.component" in another.
+	Target string `yaml:"target" json:"target" jsonschema:"required"`
+}
+
+// Tenants: a management catalog, pools and tiers (seed 004). Parsed and
+// validated now; used by the tenant package later.
+type Tenants struct {
+	// Catalog is the database ("unit.component") that records where each
+	// tenant lives.
+	Catalog string          `yaml:"catalog" json:"catalog" jsonschema:"required"`
+	Pools   map[string]Pool `yaml:"pools" json:"pools" jsonschema:"required"`
+	Tiers   map[string]Tier `yaml:"tiers" json:"tiers" jsonschema:"required"`
+}
+
+// Pool is a set of tenant databases sharing resources.
+type Pool struct {
+	// Database is the database component ("unit.component") that hosts the pool.
+	Database string `yaml:"database" json:"database" jsonschema:"required"`
+	// Region the pool's primary lives in (primary or secondary region name);
+	// default the primary region.
+	Region string `yaml:"region,omitempty" json:"region,omitempty"`
+}
+
+// Tier is a class of tenants with its own pool and DR strategy.
+type Tier struct {
+	Pool string `yaml:"pool" json:"pool" jsonschema:"required"`
+	// Strategy: geo-replicate (failed over in batches) or geo-restore
+	// (restored on demand).
+	Strategy   TenantStrategy `yaml:"strategy" json:"strategy" jsonschema:"required,enum=geo-replicate,enum=geo-restore"`
+	Objectives *Objectives    `yaml:"objectives,omitempty" json:"objectives,omitempty"`
+	// Priority orders tiers during recovery: lower first.
+	Priority int `yaml:"priority,omitempty" json:"priority,omitempty"`
+}
+
+// TenantStrategy is how a tier's tenants are recovered.
+type TenantStrategy string
+
+const (
+	StrategyGeoReplicate TenantStrategy = "geo-replicate"
+	StrategyGeoRestore   TenantStrategy = "geo-restore"
+)
+
+// Hook inserts an approval or a script step before or after steps of a plan.
+type Hook struct {
+	Name string `yaml:"name" json:"name" jsonschema:"required"`
+	// Before or After selects the steps: an operation ("traffic.switch"),
+	// a component ("unit.component"), or "plan" for the start or the end.
+	Before string `yaml:"before,omitempty" json:"before,omitempty"`
+	After  string `yaml:"after,omitempty" json:"after,omitempty"`
+	// On limits the hook to some intents; default all.
+	On []Intent `yaml:"on,omitempty" json:"on,omitempty"`
+	// Run is a command run by /bin/sh; non-zero exit fails the step.
+	Run string `yaml:"run,omitempty" json:"run,omitempty"`
+	// Approval is a question a person must approve before the plan goes on.
+	Approval string   `yaml:"approval,omitempty" json:"approval,omitempty"`
+	Timeout  Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	Env      map[string]string `yaml:"env,omitempty" json:"env,omitempty"`
+}
+
+// DriverSpec chooses a driver for each kind of component.
+type DriverSpec struct {
+	// Default is the driver for every kind not named below: script or fake.
+	Default string `yaml:"default,omitempty" json:"default,omitempty" jsonschema:"enum=script,enum=fake"`
+	Compute  string `yaml:"compute,omitempty" json:"compute,omitempty" jsonschema:"enum=script,enum=fake"`
+	Database string `yaml:"database,omitempty" json:"database,omitempty" jsonschema:"enum=script,enum=fake"`
+	Traffic  string `yaml:"traffic,omitempty" json:"traffic,omitempty" jsonschema:"enum=script,enum=fake"`
+	Backup   string `yaml:"backup,omitempty" json:"backup,omitempty" jsonschema:"enum=script,enum=fake"`
+	// Script configures the script driver: one command per action.
+	Script *ScriptDriver `yaml:"script,omitempty" json:"script,omitempty"`
+}
+
+// ScriptDriver maps each driver action to a user's command.
+type ScriptDriver struct {
+	// Dir is where commands run; relative to the spec file. Default: the
+	// spec file's directory.
+	Dir     string   `yaml:"dir,omitempty" json:"dir,omitempty"`
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// Actions maps an action ("database.promote", "compute.status", …) to
+	// a command run by /bin/sh.
+	Actions map[string]string `yaml:"actions" json:"actions" jsonschema:"required"`
+}
+
+// StoreSpec says where state and journal live.
+type StoreSpec struct {
+	// Dir of the embedded etcd member; relative to the spec file. Default
+	// ".lifeboat".
+	Dir string `yaml:"dir,omitempty" json:"dir,omitempty"`
+	// Endpoints of an external etcd cluster; when set, nothing is embedded.
+	Endpoints []string `yaml:"endpoints,omitempty" json:"endpoints,omitempty"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s").
+type Duration time.Duration
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return FormatDuration(time.Duration(d)) }
+
+// MarshalText writes the duration as "1m30s".
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText reads a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration: write it like 30s, 5m or 1h30m", string(b))
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// JSONSchema makes the schema say a duration is a string.
+func (Duration) JSONSchema() json.RawMessage {
+	return json.RawMessage(`{"type":"string","pattern":"^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$|^0$","description":"A Go duration such as 30s, 5m or 1h30m."}`)
+}
+
+// FormatDuration prints a duration the way a person reads it: 1m30s, 450ms, 2h.
+func FormatDuration(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "0s"
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	default:
+		s := d.Round(time.Second).String()
+		// "5m0s" reads better as "5m"; "2h0m0s" as "2h".
+		for _, suf := range []string{"0s", "0m"} {
+			if len(s) > len(suf)+1 && s[len(s)-len(suf):] == suf && (s[len(s)-len(suf)-1] == 'm' || s[len(s)-len(suf)-1] == 'h') {
+				s = s[:len(s)-len(suf)]
+			}
+		}
+		return s
+	}
+}
