@@ -90,8 +90,13 @@ type Store interface {
 	Runs(ctx context.Context) ([]*Run, error)
 	// Update stores a run's new status; when it ends, the state's Run is cleared.
 	Update(ctx context.Context, run *Run) error
-	// RequestCancel asks the process running a run to stop; Cancelled
-	// reports (and WatchCancel notifies) such a request.
+	// Own makes this process the only one running a run (a lease-backed
+	// lock in etcd): a second owner gets ErrRunOwned until release is
+	// called or the owner dies and its lease expires.
+	Own(ctx context.Context, run string) (release func(), err error)
+	// RequestCancel asks the process running a run to stop. WatchCancel
+	// delivers such a request (who asked) to the owner, including one made
+	// before the watch began.
 	RequestCancel(ctx context.Context, run, by string) error
 	WatchCancel(ctx context.Context, run string) (<-chan string, error)
 	Close() error
@@ -101,4 +106,5 @@ var (
 	ErrNoState       = errors.New("no state stored yet")
 	ErrNoRun         = errors.New("no such run")
 	ErrRunInProgress = errors.New("another run is in progress")
+	ErrRunOwned      = errors.New("the run is being run by another lifeboat process")
 )
