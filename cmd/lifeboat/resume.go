@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/lifeboat-dr/lifeboat"
+	"github.com/spf13/cobra"
+)
+
+func (a *app) resumeCommand() *cobra.Command {
+	var approve []string
+	cmd := &cobra.Command{
+		Use:   "resume [RUN]",
+		Short: "Continue an interrupted, failed or waiting run from its journal",
+		Long: `Continue a run from its journal: steps that completed are not applied
+again; a step that was under way is checked first and applied only if its
+effect does not hold. RUN defaults to the run in progress.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			s, err := a.open(ctx)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			run, err := a.pickRun(ctx, s, args)
+			if err != nil {
+				return err
+			}
+			if run.Status.Done() {
+				return exit(exitRefused, "run %s has already %s; nothing to resume", run.ID, run.Status)
+			}
+			pr := newProgress(a, run.Plan)
+			if recs, err := s.store.Journal(ctx, run.ID); err == nil {
+				pr.replay(recs)
+			}
+			eng, err := a.engine(s, a.approver(pr), pr.event)
+			if err != nil {
+				return err
+			}
+			if !a.json() {
+				fmt.Fprintf(a.out, "resuming run %s: %s of %s %s → %s (epoch %d)\n", run.ID, run.Plan.Intent, run.Plan.Service, run.Plan.From, run.Plan.To, run.Plan.Epoch)
+			}
+			f, err := eng.Resume(ctx, run.ID, approve...)
+			if err != nil {
+				if errors.Is(err, lifeboat.ErrRunOwned) {
+					return exit(exitRefused, "%v", err)
+				}
+				return err
+			}
+			pr.begin(run.ID)
+			return a.follow(ctx, pr, f)
+		},
+	}
+	cmd.Flags().StringArrayVar(&approve, "approve", nil, "approve this approval step (its id, as shown); repeatable")
+	return cmd
+}
+
+// pickRun returns the named run, or the one in progress.
+func (a *app) pickRun(ctx context.Context, s *session, args []string) (*lifeboat.Run, error) {
+	id := s.state.Run
+	if len(args) == 1 {
+		id = args[0]
+	}
+	if id == "" {
+		return nil, exit(exitRefused, "no run is in progress ('lifeboat history' lists past runs)")
+	}
+	run, err := s.store.Run(ctx, id)
+	if errors.Is(err, lifeboat.ErrNoRun) {
+		return nil, exit(exitSpec, "no run %q ('lifeboat history' lists the runs)", id)
+	}
+	return run, err
+}

@@ -1,0 +1,36 @@
+#!/bin/sh
+# Installs what Lifeboat's demo and tests need, once. Idempotent: run it as
+# often as you like; it only installs what is missing.
+set -eu
+
+# Debian packages the demo and tests use. (Later drivers add PostgreSQL,
+# BIND and friends here.)
+PACKAGES=""
+
+missing=""
+for p in $PACKAGES; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	echo "deps: installing$missing"
+	SUDO=""
+	[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+
+# Go: the toolchain Debian ships is too old; the machine's is at /usr/local/go.
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+	echo "deps: go is at /usr/local/go/bin; add it to PATH" >&2
+fi
+need="1.26"
+have=$(PATH="$PATH:/usr/local/go/bin" go env GOVERSION 2>/dev/null | sed 's/^go//')
+case "$have" in
+	"") echo "deps: Go $need or newer is needed (https://go.dev/dl); none found" >&2; exit 1 ;;
+esac
+if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]; then
+	echo "deps: Go $need or newer is needed; found $have" >&2
+	exit 1
+fi
+# Modules, so that the first build does not look like a hang.
+PATH="$PATH:/usr/local/go/bin" go mod download
