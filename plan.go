@@ -88,6 +88,9 @@ type Step struct {
 	Estimate time.Duration `json:"estimate"`
 	// Timeout is the step's deadline across all attempts (0: the engine's default).
 	Timeout time.Duration `json:"timeout,omitempty"`
+	// Cleanup steps run after the service is back (deleting the failover
+	// group, scaling the old region down): they are not part of the RTO.
+	Cleanup bool `json:"cleanup,omitempty"`
 	// BestEffort steps may fail without failing the plan: fencing an old
 	// primary in a region that cannot be reached.
 	BestEffort bool `json:"best_effort,omitempty"`
@@ -226,6 +229,20 @@ func (p *Plan) levels() (map[string]int, error) {
 // CriticalPath returns the longest chain of estimates through the DAG and
 // its length: the plan's estimated duration if every group runs in parallel.
 func (p *Plan) CriticalPath() ([]*Step, time.Duration) {
+	return p.longestPathTo(func(*Step) bool { return true })
+}
+
+// RecoveryPath returns the longest chain of steps that ends at a step that
+// is not cleanup, and its length: the estimated time until the service is
+// back (the RTO). Cleanup after it, such as deleting the failover group at
+// failback, is not downtime.
+func (p *Plan) RecoveryPath() ([]*Step, time.Duration) {
+	return p.longestPathTo(func(s *Step) bool { return !s.Cleanup })
+}
+
+// longestPathTo returns the longest chain of estimates that ends at a step
+// for which end is true.
+func (p *Plan) longestPathTo(isEnd func(*Step) bool) ([]*Step, time.Duration) {
 	byID := make(map[string]*Step, len(p.Steps))
 	for _, s := range p.Steps {
 		byID[s.ID] = s
@@ -256,8 +273,12 @@ func (p *Plan) CriticalPath() ([]*Step, time.Duration) {
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		if f := end(byID[id]); last == nil || f > total {
-			last, total = byID[id], f
+		s := byID[id]
+		if !isEnd(s) {
+			continue
+		}
+		if f := end(s); last == nil || f > total {
+			last, total = s, f
 		}
 	}
 	var path []*Step

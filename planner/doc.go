@@ -76,8 +76,10 @@
 //
 // # Estimates
 //
-// RTO is the plan's critical path, cleanup and hooks included; approvals
-// count 0 (a note says so). A traffic switch counts its TTL: clients follow
+// RTO is the plan's recovery path (lifeboat.Plan.RecoveryPath): the longest
+// chain of steps that ends at a step that is not cleanup, hooks included;
+// cleanup once the service is back (deleting the failover group, scaling
+// the old region down to its standby level) is not downtime and not counted. Approvals count 0 (a note says so). A traffic switch counts its TTL: clients follow
 // only after it.
 // RPO is the worst data loss of a failover's promotes and restores
 // (lifeboat.AllData for dr-mode none), and 0 for failback and switchover.

@@ -35,12 +35,12 @@ func Format(p *lifeboat.Plan) string {
 			}
 		}
 	}
-	path, _ := p.CriticalPath()
+	path, _ := p.RecoveryPath()
 	names := make([]string, len(path))
 	for i, st := range path {
 		names[i] = st.ID
 	}
-	fmt.Fprintf(&w, "critical path: %s\n", strings.Join(names, " → "))
+	fmt.Fprintf(&w, "critical path to recovery: %s\n", strings.Join(names, " → "))
 	missed := map[string]bool{}
 	for _, m := range p.Misses {
 		missed[m.Objective] = true

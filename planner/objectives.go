@@ -11,7 +11,7 @@ import (
 // objectives sets the plan's RTO and RPO estimates and names the culprit
 // of each missed objective.
 func (b *builder) objectives() {
-	path, total := b.p.CriticalPath()
+	path, total := b.p.RecoveryPath()
 	b.p.RTO = total
 	if rto := b.s.Objectives.RTO.D(); rto > 0 && total > rto {
 		b.p.Misses = append(b.p.Misses, b.rtoMiss(path, total, rto))

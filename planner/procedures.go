@@ -410,7 +410,7 @@ func (b *builder) cleanUp() {
 			}
 			if group == lifeboat.GroupFailover {
 				b.add(&lifeboat.Step{ID: stepID(lifeboat.OpComputeDelete, name), Op: lifeboat.OpComputeDelete,
-					Unit: un, Component: cn, Resource: name, Region: b.from, Estimate: lifeboat.EstimateDelete, DependsOn: deps,
+					Unit: un, Component: cn, Resource: name, Region: b.from, Estimate: lifeboat.EstimateDelete, DependsOn: deps, Cleanup: true,
 					Why: fmt.Sprintf("failover resource group: delete it now that the service runs in %s", b.to)})
 				continue
 			}
@@ -430,7 +430,7 @@ func (b *builder) cleanUp() {
 				est = c.BootTime()
 			}
 			b.add(&lifeboat.Step{ID: stepID(lifeboat.OpComputeScale, name), Op: lifeboat.OpComputeScale,
-				Unit: un, Component: cn, Resource: name, Region: b.from, Instances: level, Estimate: est, DependsOn: deps,
+				Unit: un, Component: cn, Resource: name, Region: b.from, Instances: level, Estimate: est, DependsOn: deps, Cleanup: true,
 				Why: fmt.Sprintf("back to %s standby in %s: %s", c.Standby, b.from, plural(level, "instance"))})
 		}
 	}

@@ -179,7 +179,7 @@ func TestEveryPlanIsWellFormed(t *testing.T) {
 		if p.Objectives != s.Objectives {
 			t.Errorf("%s: plan objectives %v, spec %v", name, p.Objectives, s.Objectives)
 		}
-		if _, rto := p.CriticalPath(); rto != p.RTO {
+		if _, rto := p.RecoveryPath(); rto != p.RTO {
 			t.Errorf("%s: RTO %v is not the critical path %v", name, p.RTO, rto)
 		}
 	})
