@@ -24,20 +24,20 @@ const (
 type Op string
 
 const (
-	OpRaiseEpoch         Op = "epoch.raise"          // raise the service's epoch (first step of every plan)
-	OpApproval           Op = "approval"             // wait for a person
-	OpScript             Op = "script"               // run a user's command
-	OpComputeProvision   Op = "compute.provision"    // stand up a scale set (0 instances)
-	OpComputeScale       Op = "compute.scale"        // scale a scale set to Instances
-	OpComputeStop        Op = "compute.stop"         // scale to 0 so no more data changes (stop writes)
-	OpComputeDelete      Op = "compute.delete"       // delete a scale set of the failover group
-	OpDatabaseFence      Op = "database.fence"       // make a primary unable to take writes
-	OpDatabasePromote    Op = "database.promote"     // make a replica the primary (may lose up to RPO)
-	OpDatabaseSwitchover Op = "database.switchover"  // planned zero-loss promote of Resource, demote FromResource
-	OpDatabaseRejoin     Op = "database.rejoin"      // make an old primary a replica of the new one
-	OpDatabaseBackup     Op = "database.backup"      // take a backup now (zero-loss failback of dr-mode backup)
-	OpDatabaseRestore    Op = "database.restore"     // restore the latest backup into Region
-	OpTrafficSwitch      Op = "traffic.switch"       // point a traffic name at Region
+	OpRaiseEpoch         Op = "epoch.raise"         // raise the service's epoch (first step of every plan)
+	OpApproval           Op = "approval"            // wait for a person
+	OpScript             Op = "script"              // run a user's command
+	OpComputeProvision   Op = "compute.provision"   // stand up a scale set (0 instances)
+	OpComputeScale       Op = "compute.scale"       // scale a scale set to Instances
+	OpComputeStop        Op = "compute.stop"        // scale to 0 so no more data changes (stop writes)
+	OpComputeDelete      Op = "compute.delete"      // delete a scale set of the failover group
+	OpDatabaseFence      Op = "database.fence"      // make a primary unable to take writes
+	OpDatabasePromote    Op = "database.promote"    // make a replica the primary (may lose up to RPO)
+	OpDatabaseSwitchover Op = "database.switchover" // planned zero-loss promote of Resource, demote FromResource
+	OpDatabaseRejoin     Op = "database.rejoin"     // make an old primary a replica of the new one
+	OpDatabaseBackup     Op = "database.backup"     // take a backup now (zero-loss failback of dr-mode backup)
+	OpDatabaseRestore    Op = "database.restore"    // restore the latest backup into Region
+	OpTrafficSwitch      Op = "traffic.switch"      // point a traffic name at Region
 )
 
 // Ops lists every op, for validation and documentation.
@@ -105,7 +105,7 @@ type Plan struct {
 	From    string `json:"from"`
 	To      string `json:"to"`
 	// Epoch is the epoch the plan raises the service to.
-	Epoch uint64 `json:"epoch"`
+	Epoch uint64  `json:"epoch"`
 	Steps []*Step `json:"steps"`
 	// Estimates next to the objectives.
 	RTO        time.Duration `json:"rto"`

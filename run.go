@@ -65,6 +65,10 @@ type Record struct {
 	Retryable bool       `json:"retryable,omitempty"`
 	By        string     `json:"by,omitempty"`
 	At        time.Time  `json:"at"`
+	// Before is the resource as it was before the step, written with the
+	// "done" record of a step that has a safe undo (compute.provision,
+	// compute.scale), so cancelling a run can put it back even after a crash.
+	Before *Resource `json:"before,omitempty"`
 }
 
 // Store keeps the state, the runs and their journals. Its embedded default

@@ -271,15 +271,15 @@ type Hook struct {
 	// Run is a command run by /bin/sh; non-zero exit fails the step.
 	Run string `yaml:"run,omitempty" json:"run,omitempty"`
 	// Approval is a question a person must approve before the plan goes on.
-	Approval string   `yaml:"approval,omitempty" json:"approval,omitempty"`
-	Timeout  Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	Approval string            `yaml:"approval,omitempty" json:"approval,omitempty"`
+	Timeout  Duration          `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 	Env      map[string]string `yaml:"env,omitempty" json:"env,omitempty"`
 }
 
 // DriverSpec chooses a driver for each kind of component.
 type DriverSpec struct {
 	// Default is the driver for every kind not named below: script or fake.
-	Default string `yaml:"default,omitempty" json:"default,omitempty" jsonschema:"enum=script,enum=fake"`
+	Default  string `yaml:"default,omitempty" json:"default,omitempty" jsonschema:"enum=script,enum=fake"`
 	Compute  string `yaml:"compute,omitempty" json:"compute,omitempty" jsonschema:"enum=script,enum=fake"`
 	Database string `yaml:"database,omitempty" json:"database,omitempty" jsonschema:"enum=script,enum=fake"`
 	Traffic  string `yaml:"traffic,omitempty" json:"traffic,omitempty" jsonschema:"enum=script,enum=fake"`

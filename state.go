@@ -62,11 +62,11 @@ func (r Ref) String() string { return r.Unit + "." + r.Component }
 type DatabaseRole string
 
 const (
-	DBPrimary  DatabaseRole = "primary"  // takes writes
-	DBReplica  DatabaseRole = "replica"  // streams from the primary
-	DBFenced   DatabaseRole = "fenced"   // cannot take writes; waits to rejoin
-	DBBackupOf DatabaseRole = "backups"  // holds backups of the primary (dr-mode: backup)
-	DBAbsent   DatabaseRole = "absent"   // nothing here
+	DBPrimary  DatabaseRole = "primary" // takes writes
+	DBReplica  DatabaseRole = "replica" // streams from the primary
+	DBFenced   DatabaseRole = "fenced"  // cannot take writes; waits to rejoin
+	DBBackupOf DatabaseRole = "backups" // holds backups of the primary (dr-mode: backup)
+	DBAbsent   DatabaseRole = "absent"  // nothing here
 )
 
 // Resource is one thing that exists (or is planned) in one region: a scale

@@ -13,11 +13,11 @@ import (
 
 // Exit statuses, so scripts can tell outcomes apart.
 const (
-	exitOK       = 0
-	exitFailed   = 1 // a run failed, or a command could not do its job
-	exitSpec     = 2 // the spec or the command line is wrong
-	exitWaiting  = 3 // the run waits for an approval
-	exitRefused  = 4 // refused for safety (another run in progress, not confirmed)
+	exitOK      = 0
+	exitFailed  = 1 // a run failed, or a command could not do its job
+	exitSpec    = 2 // the spec or the command line is wrong
+	exitWaiting = 3 // the run waits for an approval
+	exitRefused = 4 // refused for safety (another run in progress, not confirmed)
 )
 
 // exitError carries an exit status up to main.
