@@ -112,9 +112,11 @@ func Bind(s *Spec, d Drivers, run string, step *Step) (Action, error) {
 			}, nil
 		case OpDatabasePromote:
 			return ActionFunc{
+				// Primary for this epoch: a copy still primary from an older
+				// epoch (a fence that could not reach it) is not this promote.
 				HoldsFunc: func(ctx context.Context) (bool, error) {
-					r, err := role(ctx, t)
-					return r == DBPrimary, err
+					st, err := d.Database.Status(ctx, t)
+					return st.Role == DBPrimary && st.Epoch >= t.Epoch, err
 				},
 				ApplyFunc: func(ctx context.Context) error { return d.Database.Promote(ctx, t) },
 			}, nil
@@ -156,9 +158,12 @@ func Bind(s *Spec, d Drivers, run string, step *Step) (Action, error) {
 			return nil, err
 		}
 		return ActionFunc{
+			// Primary for this epoch: a copy left primary by an older epoch
+			// (say, a home copy that could not be fenced when its region was
+			// lost) does not hold the writes made since.
 			HoldsFunc: func(ctx context.Context) (bool, error) {
 				st, err := d.Database.Status(ctx, t)
-				return st.Role == DBPrimary, err
+				return st.Role == DBPrimary && st.Epoch >= t.Epoch, err
 			},
 			ApplyFunc: func(ctx context.Context) error { return d.Backup.Restore(ctx, t) },
 		}, nil

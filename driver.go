@@ -84,6 +84,8 @@ type BackupDriver interface {
 	// Take makes a backup of t now (zero-loss failback).
 	Take(ctx context.Context, t Target) (BackupInfo, error)
 	// Restore restores the newest backup into t (a region) as a primary.
+	// Whatever t held before (writes that were never backed up) is moved
+	// to quarantine first, never overwritten.
 	Restore(ctx context.Context, t Target) error
 }
 

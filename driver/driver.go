@@ -1,0 +1,119 @@
+// Package driver builds the drivers a spec names. Each kind of component
+// (compute, database, backup, traffic) gets the driver named for it in
+// drivers.<kind>, or drivers.default; the backends live in subpackages
+// (script: the user's shell commands; fake: an in-memory world).
+//
+// Hook steps run through the script driver, unless no kind uses it and the
+// spec chose the fake (a test or a dry run): then the fake's runner records
+// them without running anything.
+package driver
+
+import (
+	"fmt"
+
+	"github.com/lifeboat-dr/lifeboat"
+	"github.com/lifeboat-dr/lifeboat/driver/fake"
+	"github.com/lifeboat-dr/lifeboat/driver/script"
+)
+
+// Driver names, as written in drivers.default and drivers.<kind>.
+const (
+	Script = "script"
+	Fake   = "fake"
+)
+
+// FromSpec builds the drivers the spec names. A "fake" world is seeded from
+// st (nil: the spec's initial state) so that it agrees with the stored
+// state; all fake kinds share one world. A kind the spec has no component
+// for may be left unnamed, and then has no driver.
+func FromSpec(s *lifeboat.Spec, st *lifeboat.State) (lifeboat.Drivers, error) {
+	ds := s.Drivers
+	needs := kindsNeeded(s)
+	choice := map[string]string{}
+	for _, k := range []struct{ kind, name string }{
+		{"compute", ds.Compute}, {"database", ds.Database}, {"backup", ds.Backup}, {"traffic", ds.Traffic},
+	} {
+		name := k.name
+		if name == "" {
+			name = ds.Default
+		}
+		switch name {
+		case Script, Fake:
+			choice[k.kind] = name
+		case "":
+			if needs[k.kind] {
+				return lifeboat.Drivers{}, fmt.Errorf("%s has %s components but no driver for them: set drivers.default (or drivers.%s) to script or fake", s.Service, k.kind, k.kind)
+			}
+		default:
+			key := "drivers." + k.kind
+			if k.name == "" {
+				key = "drivers.default"
+			}
+			return lifeboat.Drivers{}, fmt.Errorf("%s is %q, which is not a driver: use script or fake", key, name)
+		}
+	}
+
+	usesScript, usesFake := false, false
+	for _, name := range choice {
+		usesScript = usesScript || name == Script
+		usesFake = usesFake || name == Fake
+	}
+	// Hooks are the user's commands: run them unless the spec chose the
+	// fake world for everything (a test or a dry run).
+	hooksFake := !usesScript && (ds.Default == Fake || ds.Default == "" && usesFake)
+	var (
+		sd    *script.Driver
+		world *fake.World
+		err   error
+	)
+	if usesScript || !hooksFake {
+		if sd, err = script.New(s); err != nil {
+			return lifeboat.Drivers{}, fmt.Errorf("script driver: %w", err)
+		}
+	}
+	if usesFake || hooksFake {
+		world = fake.New()
+		world.Seed(s, st)
+	}
+	pick := func(kind string) lifeboat.Drivers {
+		switch choice[kind] {
+		case Script:
+			return sd.Drivers()
+		case Fake:
+			return world.Drivers()
+		}
+		return lifeboat.Drivers{}
+	}
+	out := lifeboat.Drivers{
+		Compute:  pick("compute").Compute,
+		Database: pick("database").Database,
+		Backup:   pick("backup").Backup,
+		Traffic:  pick("traffic").Traffic,
+	}
+	if hooksFake {
+		out.Scripts = world.Drivers().Scripts
+	} else {
+		out.Scripts = sd
+	}
+	return out, nil
+}
+
+// kindsNeeded reports which kinds of driver the spec's components use.
+func kindsNeeded(s *lifeboat.Spec) map[string]bool {
+	n := map[string]bool{}
+	for _, u := range s.Units {
+		if len(u.Compute) > 0 {
+			n["compute"] = true
+		}
+		if len(u.Traffic) > 0 {
+			n["traffic"] = true
+		}
+		for _, db := range u.Databases {
+			n["database"] = true
+			if db.DRMode == lifeboat.DRBackup {
+				n["backup"] = true
+			}
+		}
+	}
+	return n
+}
