@@ -95,8 +95,12 @@ type Resource struct {
 	Since time.Time `json:"since"`
 }
 
-// Quadrant is region × resource group, as seed 000 draws it.
+// Quadrant is region × resource group, as seed 000 draws it. Traffic is
+// served from every region: its quadrant is "global".
 func (r Resource) Quadrant(s *Spec) string {
+	if r.Kind == KindTraffic {
+		return "global"
+	}
 	return string(s.RoleOf(r.Region)) + "/" + string(r.Group)
 }
 

@@ -38,7 +38,7 @@ func (a *app) statusCommand() *cobra.Command {
 			if st.Active == spec.Regions.Primary.Name {
 				home = a.paint(green, " (home)")
 			} else {
-				home = a.paint(yellow, " (failed over from "+spec.Regions.Primary.Name+")")
+				home = a.paint(yellow, " (away from home, "+spec.Regions.Primary.Name+")")
 			}
 			fmt.Fprintf(a.out, "%s  active in %s%s since %s (%s) · epoch %d\n",
 				a.paint(bold, spec.Service), a.paint(bold, st.Active), home, stamp(st.Since), since(st.Since), st.Epoch)
@@ -49,8 +49,16 @@ func (a *app) statusCommand() *cobra.Command {
 						done++
 					}
 				}
+				status := string(run.Status)
+				if run.Status == lifeboat.RunRunning {
+					// Nobody owns a run whose process died: say so.
+					if release, err := s.store.Own(ctx, run.ID); err == nil {
+						release()
+						status = "interrupted (no lifeboat process is running it)"
+					}
+				}
 				fmt.Fprintf(a.out, "%s run %s: %s %s → %s is %s, %d of %d steps done; 'lifeboat resume' or 'lifeboat cancel'\n",
-					a.paint(yellow, "!"), run.ID, run.Plan.Intent, run.Plan.From, run.Plan.To, run.Status, done, total)
+					a.paint(yellow, "!"), run.ID, run.Plan.Intent, run.Plan.From, run.Plan.To, status, done, total)
 			}
 			fmt.Fprintln(a.out)
 			a.printTraffic(spec, st)
@@ -89,7 +97,11 @@ func (a *app) printResources(spec *lifeboat.Spec, st *lifeboat.State, withPurpos
 	}
 	fmt.Fprintln(w, head)
 	for _, r := range st.SortedResources() {
-		row := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%d", r.Name, r.Kind, r.Region, r.Quadrant(spec), describe(r), r.Epoch)
+		region := r.Region
+		if r.Kind == lifeboat.KindTraffic {
+			region = "all"
+		}
+		row := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%d", r.Name, r.Kind, region, r.Quadrant(spec), describe(r), r.Epoch)
 		if withPurpose {
 			row = r.Unit + "\t" + string(r.Purpose) + "\t" + row
 		}
