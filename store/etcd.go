@@ -219,6 +219,18 @@ func (s *etcdStore) Append(ctx context.Context, rec lifeboat.Record, st *lifeboa
 			rs.mu.Unlock()
 			return 0, lifeboat.Permanent(opAppend, rec.Run, fmt.Errorf("journal key of run %s does not end in a sequence number: %w", rec.Run, err))
 		}
+		// The run is checked once here, not in every append's Txn: a
+		// compare on the run key makes etcd read the whole stored plan on
+		// each append, which cost a quarter of the throughput.
+		rr, err := s.cli.Get(ctx, rkey, clientv3.WithCountOnly())
+		if err != nil {
+			rs.mu.Unlock()
+			return 0, s.ioErr(opAppend, rec.Run, err)
+		}
+		if rr.Count == 0 {
+			rs.mu.Unlock()
+			return 0, noRun(opAppend, rec.Run)
+		}
 		rs.next, rs.loaded = last+1, true
 	}
 	seq := rs.next
@@ -247,10 +259,9 @@ func (s *etcdStore) Append(ctx context.Context, rec lifeboat.Record, st *lifeboa
 			ops = append(ops, clientv3.OpPut(s.k.state(), string(sb)))
 		}
 		tx, err := s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(rkey), ">", 0),
-				clientv3.Compare(clientv3.CreateRevision(jkey), "=", 0)).
+			If(clientv3.Compare(clientv3.CreateRevision(jkey), "=", 0)).
 			Then(ops...).
-			Else(clientv3.OpGet(rkey, clientv3.WithCountOnly()), clientv3.OpGet(jprefix, lastKeyOpts...)).Commit()
+			Else(clientv3.OpGet(jprefix, lastKeyOpts...)).Commit()
 		if err != nil {
 			giveBack(seq)
 			return 0, s.ioErr(opAppend, rec.Run, err)
@@ -258,13 +269,9 @@ func (s *etcdStore) Append(ctx context.Context, rec lifeboat.Record, st *lifeboa
 		if tx.Succeeded {
 			return seq, nil
 		}
-		if tx.Responses[0].GetResponseRange().Count == 0 {
-			giveBack(seq)
-			return 0, noRun(opAppend, rec.Run)
-		}
 		// The seq was taken: by an earlier Append whose outcome was
 		// unknown, or by another process. Take one past the last.
-		last, err := lastSeq(tx.Responses[1].GetResponseRange().Kvs)
+		last, err := lastSeq(tx.Responses[0].GetResponseRange().Kvs)
 		if err != nil {
 			return 0, lifeboat.Permanent(opAppend, rec.Run, fmt.Errorf("journal key of run %s does not end in a sequence number: %w", rec.Run, err))
 		}
