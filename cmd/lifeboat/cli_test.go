@@ -172,9 +172,12 @@ func TestFailoverAndFailback(t *testing.T) {
 	if !strings.Contains(string(world), "role=primary") {
 		t.Fatalf("world's orders-east:\n%s", world)
 	}
-	// A second failover the same way is refused with a way out.
-	if r := lifeboatIn(t, dir, nil, "failover", "--yes"); r.code != exitRefused || !strings.Contains(r.stderr, "failback") {
-		t.Fatalf("second failover: exit %d\n%s", r.code, r.stderr)
+	// Failing over to where the service already is, is refused with a way out.
+	if r := lifeboatIn(t, dir, nil, "failover", "--yes", "--to", "east"); r.code != exitRefused || !strings.Contains(r.stderr, "failback") {
+		t.Fatalf("failover to the active region: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := lifeboatIn(t, dir, nil, "failover", "--yes", "--to", "central"); r.code != exitRefused || !strings.Contains(r.stderr, "witness") {
+		t.Fatalf("failover to the witness: exit %d\n%s", r.code, r.stderr)
 	}
 	mustRun(t, dir, "failback", "--yes")
 	st = stateOf(t, dir)

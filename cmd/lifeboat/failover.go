@@ -184,7 +184,6 @@ func (a *app) follow(ctx context.Context, pr *progress, f *engine.Future) error 
 		return &exitError{code: 130, err: errShown}
 	default:
 		a.say(red, "✗", "run %s failed: %v", id, err)
-		fmt.Fprintln(a.err, "  fix the cause, then 'lifeboat resume' to retry from where it stopped, or 'lifeboat cancel' to clean up")
 		return &exitError{code: exitFailed, err: errShown}
 	}
 }
