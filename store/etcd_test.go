@@ -148,7 +148,7 @@ func TestEtcdSecondOpenIsClient(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second Open: %v", err)
 	}
-	if b.(*etcdStore).onClose != nil {
+	if inner(b).onClose != nil {
 		t.Fatal("second Open embedded a member of its own")
 	}
 	if st, err := b.State(ctx); err != nil || st.Epoch != 3 || st.Run != "r1" {
@@ -218,7 +218,7 @@ func TestEtcdReopen(t *testing.T) {
 		t.Fatalf("reopen: %v", err)
 	}
 	defer b.Close()
-	if b.(*etcdStore).onClose == nil {
+	if inner(b).onClose == nil {
 		t.Fatal("reopen did not embed the member")
 	}
 	if got, err := b.State(ctx); err != nil || got.Epoch != 4 || got.Run != "r1" {
@@ -312,7 +312,7 @@ func TestEtcdStaleEndpointOfOtherDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if b.(*etcdStore).onClose == nil {
+	if inner(b).onClose == nil {
 		t.Fatal("Open joined the member of another dir")
 	}
 	_, err = b.State(ctx)
@@ -366,7 +366,7 @@ func TestEtcdAppendAfterAnotherProcess(t *testing.T) {
 // died and the TTL passed), the run can be owned.
 func TestEtcdOwnerOnAnotherHost(t *testing.T) {
 	ctx := context.Background()
-	s := openEtcd(t).(*etcdStore)
+	s := inner(openEtcd(t))
 	s.Init(ctx, testState(1))
 	s.Begin(ctx, testRun("r1", t0))
 	lease, err := s.cli.Grant(ctx, 60)
@@ -410,10 +410,56 @@ func TestEtcdEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if b.(*etcdStore).onClose != nil {
+	if inner(b).onClose != nil {
 		t.Fatal("Open with endpoints embedded a member")
 	}
 	if st, err := b.State(ctx); err != nil || st.Epoch != 5 {
 		t.Fatalf("State through endpoints = %+v, %v", st, err)
+	}
+}
+
+// inner returns the etcd store behind a follower.
+func inner(s lifeboat.Store) *etcdStore {
+	if f, ok := s.(*follower); ok {
+		return f.cur().(*etcdStore)
+	}
+	return s.(*etcdStore)
+}
+
+// When the process that embeds the member exits, a process that joined it
+// (lifeboat cancel waiting for a failover to clean up) opens the store
+// again, embedding the member itself, instead of waiting forever.
+func TestFollowerOutlivesTheMember(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a, err := Open(ctx, Options{Dir: dir, Service: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Init(ctx, testState(3))
+	a.Begin(ctx, testRun("r1", t0))
+	b, err := Open(ctx, Options{Dir: dir, Service: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if inner(b).onClose != nil {
+		t.Fatal("second Open embedded a member of its own")
+	}
+	old := followCallTimeout
+	followCallTimeout = 500 * time.Millisecond
+	defer func() { followCallTimeout = old }()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.Run(ctx, "r1")
+	if err != nil {
+		t.Fatalf("after the member's process closed it: %v", err)
+	}
+	if r.ID != "r1" {
+		t.Fatalf("run %q", r.ID)
+	}
+	if inner(b).onClose == nil {
+		t.Fatal("the follower did not embed the member after its owner left")
 	}
 }

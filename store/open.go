@@ -101,7 +101,7 @@ func Open(ctx context.Context, o Options) (lifeboat.Store, error) {
 		dir = real // the same name for the dir whichever path led here
 	}
 	if s := joinLive(ctx, dir, o.Service); s != nil {
-		return s, nil
+		return follow(s, o), nil
 	}
 	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -114,7 +114,11 @@ func Open(ctx context.Context, o Options) (lifeboat.Store, error) {
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, lifeboat.Permanent(opOpen, dir, fmt.Errorf("lock %s: %w", filepath.Join(dir, lockFile), err))
 		}
-		return waitForHolder(ctx, dir, o.Service)
+		s, err := waitForHolder(ctx, dir, o.Service)
+		if err != nil {
+			return nil, err
+		}
+		return follow(s, o), nil
 	}
 	s, err := embedMember(ctx, dir, o.Service, lock)
 	if err != nil {

@@ -129,15 +129,25 @@ func (a *app) approver(pr *progress) func(context.Context, string, *lifeboat.Ste
 		return nil
 	}
 	var once sync.Mutex
+	stdin := bufio.NewReader(a.in)
 	return func(ctx context.Context, run string, s *lifeboat.Step) (bool, error) {
 		once.Lock()
 		defer once.Unlock()
 		pr.pause()
 		defer pr.unpause()
 		fmt.Fprintf(a.err, "\n%s %s\n  %s\nApprove? [y/N] ", a.paint(yellow, "approval needed:"), s.ID, s.Approval)
-		line, err := bufio.NewReader(a.in).ReadString('\n')
-		if err != nil {
-			return false, err
+		// Read in the background so a cancel request (ctx) ends the wait.
+		answer := make(chan string, 1)
+		go func() {
+			line, _ := stdin.ReadString('\n')
+			answer <- line
+		}()
+		var line string
+		select {
+		case line = <-answer:
+		case <-ctx.Done():
+			fmt.Fprintln(a.err, "(the run was cancelled; no answer needed)")
+			return false, ctx.Err()
 		}
 		ans := strings.ToLower(strings.TrimSpace(line))
 		return ans == "y" || ans == "yes", nil
@@ -176,6 +186,10 @@ func (a *app) follow(ctx context.Context, pr *progress, f *engine.Future) error 
 		a.say(green, "✓", "%s of %s to %s done%s (estimated %s) · epoch %d · run %s",
 			pr.plan.Intent, pr.plan.Service, pr.plan.To, took, lifeboat.FormatDuration(pr.plan.RTO), pr.plan.Epoch, id)
 		return nil
+	case errors.Is(err, engine.ErrCancelled):
+		// Someone ran 'lifeboat cancel' while this process ran the plan.
+		a.say(yellow, "■", "%v", err)
+		return &exitError{code: exitFailed, err: errShown}
 	case errors.Is(err, engine.ErrWaitingApproval):
 		a.say(yellow, "?", "run %s waits for an approval: %v", id, err)
 		return &exitError{code: exitWaiting, err: errShown}

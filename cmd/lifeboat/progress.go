@@ -114,6 +114,12 @@ func (pr *progress) event(e engine.Event) {
 }
 
 func (pr *progress) record(id string, kind lifeboat.RecordKind, attempt int, msg string, at time.Time) {
+	if kind == lifeboat.RecUndone {
+		// The undo's own row (its attempts) ends with the step's "undone".
+		if u := pr.rows["undo "+id]; u != nil {
+			u.kind, u.ended = lifeboat.RecDone, at
+		}
+	}
 	r := pr.rows[id]
 	if r == nil {
 		// A cleanup step (undo) that is not in the plan.
@@ -214,7 +220,7 @@ func (pr *progress) draw() {
 		lifeboat.FormatDuration(time.Since(pr.start).Truncate(100*time.Millisecond))))
 	for _, s := range pr.order {
 		r := pr.rows[s.ID]
-		mark, state := pr.status(r)
+		mark, state := pr.status(r) // state is padded to 10 columns before it is painted
 		el := ""
 		if !r.started.IsZero() {
 			el = lifeboat.FormatDuration(pr.elapsed(s.ID))
@@ -223,7 +229,7 @@ func (pr *progress) draw() {
 		if r.err != "" && (r.kind == lifeboat.RecError || r.kind == lifeboat.RecFailed || r.kind == lifeboat.RecSkipped) {
 			extra = "  " + a.paint(dim, truncate(r.err, 60))
 		}
-		put(fmt.Sprintf("  %s %-10s %7s  %s%s", mark, state, el, s.ID, extra))
+		put(fmt.Sprintf("  %s %s %7s  %s%s", mark, state, el, s.ID, extra))
 	}
 	b.WriteString("\x1b[2K")
 	fmt.Fprint(a.out, b.String())
@@ -234,30 +240,30 @@ func (pr *progress) status(r *stepRow) (string, string) {
 	a := pr.a
 	switch r.kind {
 	case "":
-		return a.paint(dim, "·"), a.paint(dim, "pending")
+		return a.paint(dim, "·"), a.paint(dim, pad("pending"))
 	case lifeboat.RecStart, lifeboat.RecAttempt, lifeboat.RecApplied:
 		if r.attempt > 1 {
-			return a.paint(blue, "▸"), a.paint(blue, fmt.Sprintf("try %d", r.attempt))
+			return a.paint(blue, "▸"), a.paint(blue, pad(fmt.Sprintf("try %d", r.attempt)))
 		}
-		return a.paint(blue, "▸"), a.paint(blue, "running")
+		return a.paint(blue, "▸"), a.paint(blue, pad("running"))
 	case lifeboat.RecError:
-		return a.paint(yellow, "↻"), a.paint(yellow, "retrying")
+		return a.paint(yellow, "↻"), a.paint(yellow, pad("retrying"))
 	case lifeboat.RecHolds:
-		return a.paint(green, "✓"), a.paint(green, "held")
+		return a.paint(green, "✓"), a.paint(green, pad("held"))
 	case lifeboat.RecDone, lifeboat.RecApproved:
-		return a.paint(green, "✓"), a.paint(green, "done")
+		return a.paint(green, "✓"), a.paint(green, pad("done"))
 	case lifeboat.RecFailed:
-		return a.paint(red, "✗"), a.paint(red, "FAILED")
+		return a.paint(red, "✗"), a.paint(red, pad("FAILED"))
 	case lifeboat.RecSkipped:
-		return a.paint(yellow, "–"), a.paint(yellow, "skipped")
+		return a.paint(yellow, "–"), a.paint(yellow, pad("skipped"))
 	case lifeboat.RecWaiting:
-		return a.paint(yellow, "?"), a.paint(yellow, "approval")
+		return a.paint(yellow, "?"), a.paint(yellow, pad("approval"))
 	case lifeboat.RecCancelled:
-		return a.paint(yellow, "■"), a.paint(yellow, "cancelled")
+		return a.paint(yellow, "■"), a.paint(yellow, pad("cancelled"))
 	case lifeboat.RecUndone:
-		return a.paint(yellow, "↶"), a.paint(yellow, "undone")
+		return a.paint(yellow, "↶"), a.paint(yellow, pad("undone"))
 	}
-	return " ", string(r.kind)
+	return " ", pad(string(r.kind))
 }
 
 // pause stops redrawing (for a prompt); resume starts again below it.
@@ -273,6 +279,9 @@ func (pr *progress) unpause() {
 	pr.drawn = 0
 	pr.mu.Unlock()
 }
+
+// pad pads a status word to the width of the status column.
+func pad(s string) string { return fmt.Sprintf("%-10s", s) }
 
 func truncate(s string, n int) string {
 	s = strings.ReplaceAll(s, "\n", " ")
