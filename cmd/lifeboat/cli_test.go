@@ -8,8 +8,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lifeboat-dr/lifeboat"
 )
@@ -236,5 +238,72 @@ func TestResumeAfterFailure(t *testing.T) {
 	st = stateOf(t, dir)
 	if st.Run != "" || st.Active != "east" {
 		t.Fatalf("after resume: run %q active %s", st.Run, st.Active)
+	}
+}
+
+// lifeboat cancel, from a second process, stops a failover that another
+// process is running and undoes what can be undone.
+func TestCancelFromAnotherProcess(t *testing.T) {
+	dir := example(t)
+	// Mutating actions take 30 s, so the failover is surely under way when
+	// the cancel comes; cancelling kills them, so the test does not wait.
+	fo := exec.Command(binary, "failover", "--yes")
+	fo.Dir = dir
+	fo.Env = append(os.Environ(), "WORLD_DELAY=30")
+	var foOut bytes.Buffer
+	fo.Stdout, fo.Stderr = &foOut, &foOut
+	if err := fo.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer fo.Process.Kill()
+	// Wait (by condition, not by time) until the warm web tier is scaling.
+	var run string
+	for i := 0; ; i++ {
+		if i > 600 {
+			t.Fatalf("the failover never started scaling:\n%s", foOut.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+		r := lifeboatIn(t, dir, nil, "status", "-o", "json")
+		var v struct {
+			Run *lifeboat.Run `json:"run"`
+		}
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &v) != nil || v.Run == nil {
+			continue
+		}
+		run = v.Run.ID
+		h := lifeboatIn(t, dir, nil, "history", run, "-o", "json")
+		var j struct {
+			Journal []lifeboat.Record `json:"journal"`
+		}
+		json.Unmarshal([]byte(h.stdout), &j)
+		if slices.ContainsFunc(j.Journal, func(r lifeboat.Record) bool {
+			return r.Step == "compute.scale shop-storefront-web-east" && r.Kind == lifeboat.RecAttempt
+		}) {
+			break
+		}
+	}
+	c := mustRun(t, dir, "cancel")
+	if !strings.Contains(c.stdout, "cancelled") {
+		t.Fatalf("cancel said:\n%s", c.stdout)
+	}
+	err := fo.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitFailed {
+		t.Fatalf("the cancelled failover exited with %v\n%s", err, foOut.String())
+	}
+	st := stateOf(t, dir)
+	if st.Run != "" || st.Active != "west" {
+		t.Fatalf("after cancel: run %q, active %s", st.Run, st.Active)
+	}
+	if r := st.Resources["shop-storefront-web-east"]; r.Instances != 0 {
+		t.Fatalf("web in east has %d instances after cancel, want 0 (its warm standby level)", r.Instances)
+	}
+	world, _ := os.ReadFile(filepath.Join(dir, "world", "shop-storefront-web-east"))
+	if strings.Contains(string(world), "instances=3") {
+		t.Fatalf("the world still has 3 instances in east:\n%s", world)
+	}
+	h := mustRun(t, dir, "history", "-o", "json")
+	if !strings.Contains(h.stdout, `"status": "cancelled"`) {
+		t.Fatalf("history:\n%s", h.stdout)
 	}
 }
