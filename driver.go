@@ -5,6 +5,38 @@ import (
 	"time"
 )
 
+// Driver actions: one per call of the driver interfaces, named
+// "<kind>.<call>". They are the keys of drivers.script.actions and the
+// names the fake driver injects faults by.
+const (
+	ActComputeStatus = "compute.status"
+	ActComputeProvision = "compute.provision"
+	ActComputeScale = "compute.scale"
+	ActComputeDelete = "compute.delete"
+	ActDatabaseStatus = "database.status"
+	ActDatabaseFence = "database.fence"
+	ActDatabasePromote = "database.promote"
+	ActDatabaseSwitchover = "database.switchover"
+	ActDatabaseRejoin = "database.rejoin"
+	ActBackupLatest = "backup.latest"
+	ActBackupTake = "backup.take"
+	ActBackupRestore = "backup.restore"
+	ActTrafficStatus = "traffic.status"
+	ActTrafficSwitch = "traffic.switch"
+)
+
+// DriverActions lists the driver actions of each kind of driver, in the
+// order a person reads them.
+var DriverActions = []struct {
+	Kind    string // the key under drivers:
+	Actions []string
+}{
+	{"compute", []string{ActComputeStatus, ActComputeProvision, ActComputeScale, ActComputeDelete}},
+	{"database", []string{ActDatabaseStatus, ActDatabaseFence, ActDatabasePromote, ActDatabaseSwitchover, ActDatabaseRejoin}},
+	{"backup", []string{ActBackupLatest, ActBackupTake, ActBackupRestore}},
+	{"traffic", []string{ActTrafficStatus, ActTrafficSwitch}},
+}
+
 // Target tells a driver which resource an action is for, and carries the
 // epoch as a fencing token: a driver refuses (with ErrStaleEpoch) an action
 // whose epoch is older than one it has already acted for.

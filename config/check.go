@@ -474,18 +474,6 @@ func (c *checker) selector(path, key, sel string) {
 	c.errorAt(path, false, fmt.Sprintf("%s %q is not plan, an operation or a component", key, sel), hint)
 }
 
-// scriptActions are the script driver's actions for each kind of
-// component, in the order a person reads them.
-var scriptActions = []struct {
-	kind    string // key under drivers:
-	actions []string
-}{
-	{"compute", []string{"compute.status", "compute.provision", "compute.scale", "compute.delete"}},
-	{"database", []string{"database.status", "database.fence", "database.promote", "database.switchover", "database.rejoin"}},
-	{"backup", []string{"backup.latest", "backup.take", "backup.restore"}},
-	{"traffic", []string{"traffic.status", "traffic.switch"}},
-}
-
 func (c *checker) drivers() {
 	ds := c.s.Drivers
 	if !c.ok("drivers") {
@@ -504,19 +492,19 @@ func (c *checker) drivers() {
 	chosen := map[string]string{"compute": ds.Compute, "database": ds.Database, "backup": ds.Backup, "traffic": ds.Traffic}
 	var missing, all []string
 	chosenAt := ""
-	for _, k := range scriptActions {
-		all = append(all, k.actions...)
-		driver, at := chosen[k.kind], "drivers."+k.kind
+	for _, k := range lifeboat.DriverActions {
+		all = append(all, k.Actions...)
+		driver, at := chosen[k.Kind], "drivers."+k.Kind
 		if driver == "" {
 			driver, at = ds.Default, "drivers.default"
 		}
-		if driver != "script" || !uses[k.kind] || !c.ok(at) {
+		if driver != "script" || !uses[k.Kind] || !c.ok(at) {
 			continue
 		}
 		if chosenAt == "" {
 			chosenAt = at
 		}
-		for _, a := range k.actions {
+		for _, a := range k.Actions {
 			if ds.Script == nil || !has(ds.Script.Actions, a) {
 				missing = append(missing, a)
 			}

@@ -23,26 +23,11 @@ process running it is alive, it is asked to stop and clean up.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			s, err := a.open(ctx)
+			s, run, pr, eng, err := a.openRun(ctx, args, "cancel", false)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			run, err := a.pickRun(ctx, s, args)
-			if err != nil {
-				return err
-			}
-			if run.Status.Done() {
-				return exit(exitRefused, "run %s has already %s; nothing to cancel", run.ID, run.Status)
-			}
-			pr := newProgress(a, run.Plan)
-			if recs, err := s.store.Journal(ctx, run.ID); err == nil {
-				pr.replay(recs)
-			}
-			eng, err := a.engine(s, nil, pr.event)
-			if err != nil {
-				return err
-			}
 			if !a.json() {
 				fmt.Fprintf(a.out, "cancelling run %s: %s of %s %s → %s\n", run.ID, run.Plan.Intent, run.Plan.Service, run.Plan.From, run.Plan.To)
 			}

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/lifeboat-dr/lifeboat"
+	"github.com/lifeboat-dr/lifeboat/engine"
 	"github.com/spf13/cobra"
 )
 
@@ -24,26 +25,11 @@ effect does not hold. RUN defaults to the run in progress.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			s, err := a.open(ctx)
+			s, run, pr, eng, err := a.openRun(ctx, args, "resume", true)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			run, err := a.pickRun(ctx, s, args)
-			if err != nil {
-				return err
-			}
-			if run.Status.Done() {
-				return exit(exitRefused, "run %s has already %s; nothing to resume", run.ID, run.Status)
-			}
-			pr := newProgress(a, run.Plan)
-			if recs, err := s.store.Journal(ctx, run.ID); err == nil {
-				pr.replay(recs)
-			}
-			eng, err := a.engine(s, a.approver(pr), pr.event)
-			if err != nil {
-				return err
-			}
 			if !a.json() {
 				fmt.Fprintf(a.out, "resuming run %s: %s of %s %s → %s (epoch %d)\n", run.ID, run.Plan.Intent, run.Plan.Service, run.Plan.From, run.Plan.To, run.Plan.Epoch)
 			}
@@ -60,6 +46,40 @@ effect does not hold. RUN defaults to the run in progress.`,
 	}
 	cmd.Flags().StringArrayVar(&approve, "approve", nil, "approve this approval step (its id, as shown); repeatable")
 	return cmd
+}
+
+// openRun opens the store and the run named in args (or the one in
+// progress), with a progress view that already shows its journal, and an
+// engine to go on with it (asking approvals on a terminal if ask).
+func (a *app) openRun(ctx context.Context, args []string, verb string, ask bool) (*session, *lifeboat.Run, *progress, *engine.Engine, error) {
+	s, err := a.open(ctx)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	fail := func(err error) (*session, *lifeboat.Run, *progress, *engine.Engine, error) {
+		s.Close()
+		return nil, nil, nil, nil, err
+	}
+	run, err := a.pickRun(ctx, s, args)
+	if err != nil {
+		return fail(err)
+	}
+	if run.Status.Done() {
+		return fail(exit(exitRefused, "run %s has already %s; nothing to %s", run.ID, run.Status, verb))
+	}
+	pr := newProgress(a, run.Plan)
+	if recs, err := s.store.Journal(ctx, run.ID); err == nil {
+		pr.replay(recs)
+	}
+	var approve func(context.Context, string, *lifeboat.Step) (bool, error)
+	if ask {
+		approve = a.approver(pr)
+	}
+	eng, err := a.engine(s, approve, pr.event)
+	if err != nil {
+		return fail(err)
+	}
+	return s, run, pr, eng, nil
 }
 
 // pickRun returns the named run, or the one in progress.

@@ -23,24 +23,8 @@ import (
 	"github.com/lifeboat-dr/lifeboat"
 )
 
-// Action names, the same keys as drivers.script.actions.
-const (
-	ComputeStatus      = "compute.status"
-	ComputeProvision   = "compute.provision"
-	ComputeScale       = "compute.scale"
-	ComputeDelete      = "compute.delete"
-	DatabaseStatus     = "database.status"
-	DatabaseFence      = "database.fence"
-	DatabasePromote    = "database.promote"
-	DatabaseSwitchover = "database.switchover"
-	DatabaseRejoin     = "database.rejoin"
-	BackupLatest       = "backup.latest"
-	BackupTake         = "backup.take"
-	BackupRestore      = "backup.restore"
-	TrafficStatus      = "traffic.status"
-	TrafficSwitch      = "traffic.switch"
-	ScriptExec         = "script.exec"
-)
+// ScriptExec names the fake's record of a hook step (script.exec).
+const ScriptExec = "script.exec"
 
 // ErrRegionUnreachable is the (retryable) failure of every call for a
 // resource in a region that Cut made unreachable.
@@ -370,7 +354,7 @@ func databaseOf(t lifeboat.Target) string { return t.Service + "-" + t.Unit + "-
 type compute struct{ w *World }
 
 func (c compute) Status(ctx context.Context, t lifeboat.Target) (ss lifeboat.ScaleSet, err error) {
-	err = c.w.call(ctx, callOf(ComputeStatus, t), false, []string{t.Region}, func() error {
+	err = c.w.call(ctx, callOf(lifeboat.ActComputeStatus, t), false, []string{t.Region}, func() error {
 		ss = c.w.scaleSetLocked(t.Resource)
 		return nil
 	})
@@ -378,7 +362,7 @@ func (c compute) Status(ctx context.Context, t lifeboat.Target) (ss lifeboat.Sca
 }
 
 func (c compute) Provision(ctx context.Context, t lifeboat.Target, recipe lifeboat.Compute) error {
-	return c.w.call(ctx, callOf(ComputeProvision, t), true, []string{t.Region}, func() error {
+	return c.w.call(ctx, callOf(lifeboat.ActComputeProvision, t), true, []string{t.Region}, func() error {
 		ss := c.w.scaleSets[t.Resource]
 		if ss == nil {
 			ss = &lifeboat.ScaleSet{Exists: true}
@@ -391,7 +375,7 @@ func (c compute) Provision(ctx context.Context, t lifeboat.Target, recipe lifebo
 }
 
 func (c compute) Scale(ctx context.Context, t lifeboat.Target, instances int) error {
-	return c.w.call(ctx, callOf(ComputeScale, t), true, []string{t.Region}, func() error {
+	return c.w.call(ctx, callOf(lifeboat.ActComputeScale, t), true, []string{t.Region}, func() error {
 		if instances < 0 {
 			return fmt.Errorf("cannot scale %s to %d instances: the count must be 0 or more", t.Resource, instances)
 		}
@@ -407,7 +391,7 @@ func (c compute) Scale(ctx context.Context, t lifeboat.Target, instances int) er
 }
 
 func (c compute) Delete(ctx context.Context, t lifeboat.Target) error {
-	return c.w.call(ctx, callOf(ComputeDelete, t), true, []string{t.Region}, func() error {
+	return c.w.call(ctx, callOf(lifeboat.ActComputeDelete, t), true, []string{t.Region}, func() error {
 		delete(c.w.scaleSets, t.Resource)
 		return nil
 	})
@@ -416,7 +400,7 @@ func (c compute) Delete(ctx context.Context, t lifeboat.Target) error {
 type database struct{ w *World }
 
 func (d database) Status(ctx context.Context, t lifeboat.Target) (st lifeboat.DatabaseStatus, err error) {
-	err = d.w.call(ctx, callOf(DatabaseStatus, t), false, []string{t.Region}, func() error {
+	err = d.w.call(ctx, callOf(lifeboat.ActDatabaseStatus, t), false, []string{t.Region}, func() error {
 		st = d.w.databaseLocked(t.Resource)
 		return nil
 	})
@@ -442,7 +426,7 @@ func (w *World) setRole(resource string, role lifeboat.DatabaseRole, epoch uint6
 }
 
 func (d database) Fence(ctx context.Context, t lifeboat.Target) error {
-	return d.w.call(ctx, callOf(DatabaseFence, t), true, []string{t.Region}, func() error {
+	return d.w.call(ctx, callOf(lifeboat.ActDatabaseFence, t), true, []string{t.Region}, func() error {
 		// Only a primary takes writes; fencing anything else is already done.
 		if d.w.databaseLocked(t.Resource).Role == lifeboat.DBPrimary {
 			d.w.setRole(t.Resource, lifeboat.DBFenced, t.Epoch)
@@ -452,7 +436,7 @@ func (d database) Fence(ctx context.Context, t lifeboat.Target) error {
 }
 
 func (d database) Promote(ctx context.Context, t lifeboat.Target) error {
-	return d.w.call(ctx, callOf(DatabasePromote, t), true, []string{t.Region}, func() error {
+	return d.w.call(ctx, callOf(lifeboat.ActDatabasePromote, t), true, []string{t.Region}, func() error {
 		switch role := d.w.databaseLocked(t.Resource).Role; role {
 		case lifeboat.DBPrimary, lifeboat.DBReplica:
 			d.w.setRole(t.Resource, lifeboat.DBPrimary, t.Epoch)
@@ -466,7 +450,7 @@ func (d database) Promote(ctx context.Context, t lifeboat.Target) error {
 }
 
 func (d database) Switchover(ctx context.Context, from, t lifeboat.Target) error {
-	c := callOf(DatabaseSwitchover, t)
+	c := callOf(lifeboat.ActDatabaseSwitchover, t)
 	c.From = from.Resource
 	return d.w.call(ctx, c, true, []string{from.Region, t.Region}, func() error {
 		if seen := d.w.epochs[from.Resource]; t.Epoch < seen {
@@ -494,7 +478,7 @@ func (d database) Switchover(ctx context.Context, from, t lifeboat.Target) error
 }
 
 func (d database) Rejoin(ctx context.Context, t, primary lifeboat.Target) error {
-	c := callOf(DatabaseRejoin, t)
+	c := callOf(lifeboat.ActDatabaseRejoin, t)
 	c.From = primary.Resource
 	return d.w.call(ctx, c, true, []string{t.Region, primary.Region}, func() error {
 		switch role := d.w.databaseLocked(t.Resource).Role; role {
@@ -527,7 +511,7 @@ func newest(bs []lifeboat.BackupInfo, region string) (lifeboat.BackupInfo, bool)
 }
 
 func (b backup) Latest(ctx context.Context, t lifeboat.Target) (info lifeboat.BackupInfo, err error) {
-	err = b.w.call(ctx, callOf(BackupLatest, t), false, nil, func() error {
+	err = b.w.call(ctx, callOf(lifeboat.ActBackupLatest, t), false, nil, func() error {
 		info, _ = newest(b.w.backups[databaseOf(t)], "")
 		return nil
 	})
@@ -537,7 +521,7 @@ func (b backup) Latest(ctx context.Context, t lifeboat.Target) (info lifeboat.Ba
 // Take backs up the copy in t.Region and keeps the backup in the other
 // region, so that losing a region never loses its backups.
 func (b backup) Take(ctx context.Context, t lifeboat.Target) (info lifeboat.BackupInfo, err error) {
-	err = b.w.call(ctx, callOf(BackupTake, t), true, []string{t.Region}, func() error {
+	err = b.w.call(ctx, callOf(lifeboat.ActBackupTake, t), true, []string{t.Region}, func() error {
 		if role := b.w.databaseLocked(t.Resource).Role; role != lifeboat.DBPrimary && role != lifeboat.DBFenced {
 			return fmt.Errorf("cannot back up %s: it is %s and holds no data of its own; back up the primary", t.Resource, role)
 		}
@@ -559,7 +543,7 @@ func (b backup) Take(ctx context.Context, t lifeboat.Target) (info lifeboat.Back
 
 // Restore makes t a primary from the newest backup kept in its region.
 func (b backup) Restore(ctx context.Context, t lifeboat.Target) error {
-	return b.w.call(ctx, callOf(BackupRestore, t), true, []string{t.Region}, func() error {
+	return b.w.call(ctx, callOf(lifeboat.ActBackupRestore, t), true, []string{t.Region}, func() error {
 		if _, ok := newest(b.w.backups[databaseOf(t)], t.Region); !ok {
 			return fmt.Errorf("cannot restore %s: no backup of %s is kept in %s; take one (backup.take) in the other region first", t.Resource, databaseOf(t), t.Region)
 		}
@@ -571,7 +555,7 @@ func (b backup) Restore(ctx context.Context, t lifeboat.Target) error {
 type traffic struct{ w *World }
 
 func (tr traffic) Status(ctx context.Context, t lifeboat.Target, names []string) (r lifeboat.Route, err error) {
-	err = tr.w.call(ctx, callOf(TrafficStatus, t), false, nil, func() error {
+	err = tr.w.call(ctx, callOf(lifeboat.ActTrafficStatus, t), false, nil, func() error {
 		if cur := tr.w.routes[t.Resource]; cur != nil {
 			r = copyRoute(cur)
 		}
@@ -581,7 +565,7 @@ func (tr traffic) Status(ctx context.Context, t lifeboat.Target, names []string)
 }
 
 func (tr traffic) Switch(ctx context.Context, t lifeboat.Target, names []string) error {
-	return tr.w.call(ctx, callOf(TrafficSwitch, t), true, nil, func() error {
+	return tr.w.call(ctx, callOf(lifeboat.ActTrafficSwitch, t), true, nil, func() error {
 		if t.Region == "" {
 			return fmt.Errorf("cannot switch %s: the target names no region to route to", t.Resource)
 		}

@@ -298,7 +298,7 @@ func TestFailNext(t *testing.T) {
 	ctx := context.Background()
 	w, d := seeded(t)
 	east := tg("storefront", "orders", "east", 2)
-	w.FailNext(DatabasePromote, 2, true)
+	w.FailNext(lifeboat.ActDatabasePromote, 2, true)
 	for i := 0; i < 2; i++ {
 		err := d.Database.Promote(ctx, east)
 		if !errors.Is(err, ErrInjected) || !lifeboat.IsRetryable(err) {
@@ -310,7 +310,7 @@ func TestFailNext(t *testing.T) {
 	}
 	must(t, d.Database.Promote(ctx, east))
 
-	w.FailNext(ComputeScale, 1, false)
+	w.FailNext(lifeboat.ActComputeScale, 1, false)
 	err := d.Compute.Scale(ctx, tg("storefront", "web", "east", 2), 3)
 	if !errors.Is(err, ErrInjected) || lifeboat.IsRetryable(err) {
 		t.Fatalf("scale = %v, want an injected permanent failure", err)
@@ -322,7 +322,7 @@ func TestDelayRespectsContext(t *testing.T) {
 	w, d := seeded(t)
 	// An hour's delay with a context that is already done returns at once:
 	// the call gives up instead of waiting.
-	w.Delay(ComputeStatus, time.Hour)
+	w.Delay(lifeboat.ActComputeStatus, time.Hour)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := d.Compute.Status(ctx, tg("storefront", "web", "west", 1))
@@ -330,7 +330,7 @@ func TestDelayRespectsContext(t *testing.T) {
 		t.Fatalf("status = %v, want a retryable context error", err)
 	}
 	// A short delay completes normally.
-	w.Delay(ComputeStatus, time.Millisecond)
+	w.Delay(lifeboat.ActComputeStatus, time.Millisecond)
 	if _, err := d.Compute.Status(context.Background(), tg("storefront", "web", "west", 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -371,9 +371,9 @@ func TestCallsRecorded(t *testing.T) {
 	_ = d.Scripts.Exec(ctx, lifeboat.Target{Service: "shop", Epoch: 2}, "./world.sh notify", nil)
 	got := w.Calls()
 	want := []Call{
-		{Action: DatabaseStatus, Resource: "shop-storefront-orders-east", Region: "east", Epoch: 2},
-		{Action: DatabasePromote, Resource: "shop-storefront-orders-east", Region: "east", Epoch: 2},
-		{Action: DatabaseSwitchover, Resource: "shop-storefront-orders-east", Region: "east", Epoch: 1, From: "shop-storefront-orders-west"},
+		{Action: lifeboat.ActDatabaseStatus, Resource: "shop-storefront-orders-east", Region: "east", Epoch: 2},
+		{Action: lifeboat.ActDatabasePromote, Resource: "shop-storefront-orders-east", Region: "east", Epoch: 2},
+		{Action: lifeboat.ActDatabaseSwitchover, Resource: "shop-storefront-orders-east", Region: "east", Epoch: 1, From: "shop-storefront-orders-west"},
 		{Action: ScriptExec, Resource: "", Epoch: 2, Command: "./world.sh notify"},
 	}
 	if len(got) != len(want) {

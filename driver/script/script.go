@@ -34,28 +34,14 @@ import (
 	"github.com/lifeboat-dr/lifeboat"
 )
 
-// Action names: the keys of drivers.script.actions.
-const (
-	ComputeStatus      = "compute.status"
-	ComputeProvision   = "compute.provision"
-	ComputeScale       = "compute.scale"
-	ComputeDelete      = "compute.delete"
-	DatabaseStatus     = "database.status"
-	DatabaseFence      = "database.fence"
-	DatabasePromote    = "database.promote"
-	DatabaseSwitchover = "database.switchover"
-	DatabaseRejoin     = "database.rejoin"
-	BackupLatest       = "backup.latest"
-	BackupTake         = "backup.take"
-	BackupRestore      = "backup.restore"
-	TrafficStatus      = "traffic.status"
-	TrafficSwitch      = "traffic.switch"
-)
-
 // Actions lists every action a script driver can be given a command for.
-var Actions = []string{ComputeStatus, ComputeProvision, ComputeScale, ComputeDelete,
-	DatabaseStatus, DatabaseFence, DatabasePromote, DatabaseSwitchover, DatabaseRejoin,
-	BackupLatest, BackupTake, BackupRestore, TrafficStatus, TrafficSwitch}
+var Actions = func() []string {
+	var all []string
+	for _, k := range lifeboat.DriverActions {
+		all = append(all, k.Actions...)
+	}
+	return all
+}()
 
 // ExitTempFail is the exit status (EX_TEMPFAIL) that makes a failure retryable.
 const ExitTempFail = 75
@@ -347,15 +333,15 @@ func shellJoin(words []string) string {
 type compute struct{ d *Driver }
 
 func (c compute) Status(ctx context.Context, t lifeboat.Target) (lifeboat.ScaleSet, error) {
-	out, err := c.d.action(ctx, ComputeStatus, t, nil)
+	out, err := c.d.action(ctx, lifeboat.ActComputeStatus, t, nil)
 	if err != nil {
 		return lifeboat.ScaleSet{}, err
 	}
-	return parseScaleSet(c.d.cfg.Actions[ComputeStatus], t.Resource, out)
+	return parseScaleSet(c.d.cfg.Actions[lifeboat.ActComputeStatus], t.Resource, out)
 }
 
 func (c compute) Provision(ctx context.Context, t lifeboat.Target, recipe lifeboat.Compute) error {
-	_, err := c.d.action(ctx, ComputeProvision, t, map[string]string{
+	_, err := c.d.action(ctx, lifeboat.ActComputeProvision, t, map[string]string{
 		"LIFEBOAT_ARTIFACT": recipe.Recipe.Artifact,
 		"LIFEBOAT_COMMAND":  shellJoin(recipe.Recipe.Command),
 		"LIFEBOAT_CHECKSUM": recipe.Recipe.Checksum,
@@ -364,12 +350,12 @@ func (c compute) Provision(ctx context.Context, t lifeboat.Target, recipe lifebo
 }
 
 func (c compute) Scale(ctx context.Context, t lifeboat.Target, instances int) error {
-	_, err := c.d.action(ctx, ComputeScale, t, map[string]string{"LIFEBOAT_INSTANCES": strconv.Itoa(instances)})
+	_, err := c.d.action(ctx, lifeboat.ActComputeScale, t, map[string]string{"LIFEBOAT_INSTANCES": strconv.Itoa(instances)})
 	return err
 }
 
 func (c compute) Delete(ctx context.Context, t lifeboat.Target) error {
-	_, err := c.d.action(ctx, ComputeDelete, t, nil)
+	_, err := c.d.action(ctx, lifeboat.ActComputeDelete, t, nil)
 	return err
 }
 
@@ -380,62 +366,62 @@ func from(t lifeboat.Target) map[string]string {
 }
 
 func (db database) Status(ctx context.Context, t lifeboat.Target) (lifeboat.DatabaseStatus, error) {
-	out, err := db.d.action(ctx, DatabaseStatus, t, nil)
+	out, err := db.d.action(ctx, lifeboat.ActDatabaseStatus, t, nil)
 	if err != nil {
 		return lifeboat.DatabaseStatus{}, err
 	}
-	return parseDatabase(db.d.cfg.Actions[DatabaseStatus], t.Resource, out)
+	return parseDatabase(db.d.cfg.Actions[lifeboat.ActDatabaseStatus], t.Resource, out)
 }
 
 func (db database) Fence(ctx context.Context, t lifeboat.Target) error {
-	_, err := db.d.action(ctx, DatabaseFence, t, nil)
+	_, err := db.d.action(ctx, lifeboat.ActDatabaseFence, t, nil)
 	return err
 }
 
 func (db database) Promote(ctx context.Context, t lifeboat.Target) error {
-	_, err := db.d.action(ctx, DatabasePromote, t, nil)
+	_, err := db.d.action(ctx, lifeboat.ActDatabasePromote, t, nil)
 	return err
 }
 
 // Switchover runs with t (the new primary) as the target and from (the old
 // primary) in LIFEBOAT_FROM_*.
 func (db database) Switchover(ctx context.Context, f, t lifeboat.Target) error {
-	_, err := db.d.action(ctx, DatabaseSwitchover, t, from(f))
+	_, err := db.d.action(ctx, lifeboat.ActDatabaseSwitchover, t, from(f))
 	return err
 }
 
 // Rejoin runs with t (the old primary) as the target and the primary to
 // follow in LIFEBOAT_FROM_*.
 func (db database) Rejoin(ctx context.Context, t, primary lifeboat.Target) error {
-	_, err := db.d.action(ctx, DatabaseRejoin, t, from(primary))
+	_, err := db.d.action(ctx, lifeboat.ActDatabaseRejoin, t, from(primary))
 	return err
 }
 
 type backup struct{ d *Driver }
 
 func (b backup) Latest(ctx context.Context, t lifeboat.Target) (lifeboat.BackupInfo, error) {
-	out, err := b.d.action(ctx, BackupLatest, t, nil)
+	out, err := b.d.action(ctx, lifeboat.ActBackupLatest, t, nil)
 	if err != nil {
 		return lifeboat.BackupInfo{}, err
 	}
-	return parseBackup(BackupLatest, b.d.cfg.Actions[BackupLatest], t.Resource, out)
+	return parseBackup(lifeboat.ActBackupLatest, b.d.cfg.Actions[lifeboat.ActBackupLatest], t.Resource, out)
 }
 
 // Take returns what the command prints (backup.latest's keys); a command
 // that prints nothing is followed by backup.latest.
 func (b backup) Take(ctx context.Context, t lifeboat.Target) (lifeboat.BackupInfo, error) {
-	out, err := b.d.action(ctx, BackupTake, t, nil)
+	out, err := b.d.action(ctx, lifeboat.ActBackupTake, t, nil)
 	if err != nil {
 		return lifeboat.BackupInfo{}, err
 	}
 	if len(bytes.TrimSpace(out)) == 0 {
 		return b.Latest(ctx, t)
 	}
-	return parseBackup(BackupTake, b.d.cfg.Actions[BackupTake], t.Resource, out)
+	return parseBackup(lifeboat.ActBackupTake, b.d.cfg.Actions[lifeboat.ActBackupTake], t.Resource, out)
 }
 
 func (b backup) Restore(ctx context.Context, t lifeboat.Target) error {
-	_, err := b.d.action(ctx, BackupRestore, t, nil)
+	_, err := b.d.action(ctx, lifeboat.ActBackupRestore, t, nil)
 	return err
 }
 
@@ -448,14 +434,14 @@ func names(ns []string) map[string]string {
 }
 
 func (tr traffic) Status(ctx context.Context, t lifeboat.Target, ns []string) (lifeboat.Route, error) {
-	out, err := tr.d.action(ctx, TrafficStatus, t, names(ns))
+	out, err := tr.d.action(ctx, lifeboat.ActTrafficStatus, t, names(ns))
 	if err != nil {
 		return lifeboat.Route{}, err
 	}
-	return parseRoute(tr.d.cfg.Actions[TrafficStatus], t.Resource, out)
+	return parseRoute(tr.d.cfg.Actions[lifeboat.ActTrafficStatus], t.Resource, out)
 }
 
 func (tr traffic) Switch(ctx context.Context, t lifeboat.Target, ns []string) error {
-	_, err := tr.d.action(ctx, TrafficSwitch, t, names(ns))
+	_, err := tr.d.action(ctx, lifeboat.ActTrafficSwitch, t, names(ns))
 	return err
 }

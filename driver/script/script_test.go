@@ -219,7 +219,7 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 	// The shell starts a child and waits for it; on timeout both must die,
 	// not only the shell.
 	d, dir := driverWith(t, 500*time.Millisecond, map[string]string{
-		ComputeScale: "sleep 1000 & echo $! > child.pid; echo about to wait >&2; wait",
+		lifeboat.ActComputeScale: "sleep 1000 & echo $! > child.pid; echo about to wait >&2; wait",
 	})
 	err := d.Drivers().Compute.Scale(context.Background(), target("storefront", "web", "east", 2), 3)
 	if err == nil {
@@ -239,7 +239,7 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 
 func TestCancelKillsProcessGroup(t *testing.T) {
 	d, dir := driverWith(t, time.Hour, map[string]string{
-		ComputeScale: "sleep 1000 & echo $! > child.tmp; mv child.tmp child.pid; wait",
+		lifeboat.ActComputeScale: "sleep 1000 & echo $! > child.tmp; mv child.tmp child.pid; wait",
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -266,7 +266,7 @@ func TestBackgroundChildDoesNotHangSuccess(t *testing.T) {
 	// A command that leaves something running with its stdout open still
 	// succeeds once it exits (after a short grace for the pipes).
 	d, dir := driverWith(t, time.Minute, map[string]string{
-		ComputeDelete: "sleep 1000 & echo $! > child.pid; exit 0",
+		lifeboat.ActComputeDelete: "sleep 1000 & echo $! > child.pid; exit 0",
 	})
 	err := d.Drivers().Compute.Delete(context.Background(), target("storefront", "web", "east", 2))
 	pid := readPID(t, filepath.Join(dir, "child.pid"))
@@ -278,9 +278,9 @@ func TestBackgroundChildDoesNotHangSuccess(t *testing.T) {
 
 func TestExitStatus(t *testing.T) {
 	d, _ := driverWith(t, 0, map[string]string{
-		DatabasePromote: "echo replica is catching up >&2; exit 75",
-		DatabaseFence:   "for i in 1 2 3 4 5 6 7 8; do echo line $i >&2; done; exit 3",
-		DatabaseRejoin:  "kill -9 $$",
+		lifeboat.ActDatabasePromote: "echo replica is catching up >&2; exit 75",
+		lifeboat.ActDatabaseFence:   "for i in 1 2 3 4 5 6 7 8; do echo line $i >&2; done; exit 3",
+		lifeboat.ActDatabaseRejoin:  "kill -9 $$",
 	})
 	db := d.Drivers().Database
 	ctx := context.Background()
@@ -314,28 +314,28 @@ func TestStatusParsing(t *testing.T) {
 		action, out string
 		check       func(d lifeboat.Drivers) error
 	}{
-		{ComputeStatus, "# a comment\n\nexists=true\ninstances=3\nhealthy=2\nepoch=7\n", func(d lifeboat.Drivers) error {
+		{lifeboat.ActComputeStatus, "# a comment\n\nexists=true\ninstances=3\nhealthy=2\nepoch=7\n", func(d lifeboat.Drivers) error {
 			ss, err := d.Compute.Status(ctx, tg)
 			if err == nil && ss != (lifeboat.ScaleSet{Exists: true, Instances: 3, Healthy: 2, Epoch: 7}) {
 				err = fmt.Errorf("got %+v", ss)
 			}
 			return err
 		}},
-		{DatabaseStatus, "role=replica\nepoch=2\nlag_bytes=1024\nlag=1.5s", func(d lifeboat.Drivers) error {
+		{lifeboat.ActDatabaseStatus, "role=replica\nepoch=2\nlag_bytes=1024\nlag=1.5s", func(d lifeboat.Drivers) error {
 			st, err := d.Database.Status(ctx, tg)
 			if err == nil && st != (lifeboat.DatabaseStatus{Role: lifeboat.DBReplica, Epoch: 2, LagBytes: 1024, Lag: 1500 * time.Millisecond}) {
 				err = fmt.Errorf("got %+v", st)
 			}
 			return err
 		}},
-		{BackupLatest, "id=\n", func(d lifeboat.Drivers) error {
+		{lifeboat.ActBackupLatest, "id=\n", func(d lifeboat.Drivers) error {
 			b, err := d.Backup.Latest(ctx, tg)
 			if err == nil && b != (lifeboat.BackupInfo{}) {
 				err = fmt.Errorf("got %+v, want no backup", b)
 			}
 			return err
 		}},
-		{BackupLatest, "id=b1\ntaken=2025-03-01T12:00:00Z\nregion=east\nepoch=3", func(d lifeboat.Drivers) error {
+		{lifeboat.ActBackupLatest, "id=b1\ntaken=2025-03-01T12:00:00Z\nregion=east\nepoch=3", func(d lifeboat.Drivers) error {
 			b, err := d.Backup.Latest(ctx, tg)
 			want := lifeboat.BackupInfo{ID: "b1", Taken: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC), Region: "east", Epoch: 3}
 			if err == nil && (b.ID != want.ID || !b.Taken.Equal(want.Taken) || b.Region != want.Region || b.Epoch != want.Epoch) {
@@ -343,7 +343,7 @@ func TestStatusParsing(t *testing.T) {
 			}
 			return err
 		}},
-		{TrafficStatus, "region=\nepoch=4\nsince=", func(d lifeboat.Drivers) error {
+		{lifeboat.ActTrafficStatus, "region=\nepoch=4\nsince=", func(d lifeboat.Drivers) error {
 			r, err := d.Traffic.Status(ctx, tg, nil)
 			if err == nil && (r.Region != "" || r.Epoch != 4 || !r.Since.IsZero()) {
 				err = fmt.Errorf("got %+v, want routed nowhere", r)
@@ -360,18 +360,18 @@ func TestStatusParsing(t *testing.T) {
 	}
 
 	bad := []struct{ action, out, want string }{
-		{ComputeStatus, "exists=true\ninstances=three\n", `line 2 "instances=three": want a whole number`},
-		{ComputeStatus, "exists=yes\n", `line 1 "exists=yes": want true or false`},
-		{ComputeStatus, "exists=true\nsize=3\n", `unknown key "size"`},
-		{ComputeStatus, "exists true\n", `line 1 "exists true": want key=value`},
-		{ComputeStatus, "exists=true\nexists=false\n", "exists already given on line 1"},
-		{ComputeStatus, "instances=3\n", "missing exists="},
-		{ComputeStatus, "exists=true\ninstances=-1\n", "0 or more"},
-		{DatabaseStatus, "role=leader\n", `"role=leader": want primary, replica, fenced, backups or absent`},
-		{DatabaseStatus, "role=replica\nlag=2 seconds\n", "want a Go duration"},
-		{BackupLatest, "id=b1\ntaken=yesterday\n", `"taken=yesterday": want an RFC 3339 time`},
-		{BackupLatest, "id=b1\n", "missing taken="},
-		{TrafficStatus, "epoch=1\n", "missing region="},
+		{lifeboat.ActComputeStatus, "exists=true\ninstances=three\n", `line 2 "instances=three": want a whole number`},
+		{lifeboat.ActComputeStatus, "exists=yes\n", `line 1 "exists=yes": want true or false`},
+		{lifeboat.ActComputeStatus, "exists=true\nsize=3\n", `unknown key "size"`},
+		{lifeboat.ActComputeStatus, "exists true\n", `line 1 "exists true": want key=value`},
+		{lifeboat.ActComputeStatus, "exists=true\nexists=false\n", "exists already given on line 1"},
+		{lifeboat.ActComputeStatus, "instances=3\n", "missing exists="},
+		{lifeboat.ActComputeStatus, "exists=true\ninstances=-1\n", "0 or more"},
+		{lifeboat.ActDatabaseStatus, "role=leader\n", `"role=leader": want primary, replica, fenced, backups or absent`},
+		{lifeboat.ActDatabaseStatus, "role=replica\nlag=2 seconds\n", "want a Go duration"},
+		{lifeboat.ActBackupLatest, "id=b1\ntaken=yesterday\n", `"taken=yesterday": want an RFC 3339 time`},
+		{lifeboat.ActBackupLatest, "id=b1\n", "missing taken="},
+		{lifeboat.ActTrafficStatus, "epoch=1\n", "missing region="},
 	}
 	for _, c := range bad {
 		d, dir := driverWith(t, 0, map[string]string{c.action: "cat out.txt"})
@@ -379,13 +379,13 @@ func TestStatusParsing(t *testing.T) {
 		var err error
 		dr := d.Drivers()
 		switch c.action {
-		case ComputeStatus:
+		case lifeboat.ActComputeStatus:
 			_, err = dr.Compute.Status(ctx, tg)
-		case DatabaseStatus:
+		case lifeboat.ActDatabaseStatus:
 			_, err = dr.Database.Status(ctx, tg)
-		case BackupLatest:
+		case lifeboat.ActBackupLatest:
 			_, err = dr.Backup.Latest(ctx, tg)
-		case TrafficStatus:
+		case lifeboat.ActTrafficStatus:
 			_, err = dr.Traffic.Status(ctx, tg, nil)
 		}
 		if err == nil {
@@ -405,7 +405,7 @@ func TestStatusParsing(t *testing.T) {
 }
 
 func TestMissingAction(t *testing.T) {
-	d, _ := driverWith(t, 0, map[string]string{ComputeStatus: "true"})
+	d, _ := driverWith(t, 0, map[string]string{lifeboat.ActComputeStatus: "true"})
 	err := d.Drivers().Database.Promote(context.Background(), target("storefront", "orders", "east", 2))
 	if err == nil || lifeboat.IsRetryable(err) {
 		t.Fatalf("missing action = %v, want a permanent error", err)
@@ -434,7 +434,7 @@ func env(t *testing.T, dir string) map[string]string {
 func TestEnvironment(t *testing.T) {
 	save := "env | grep -E '^(LIFEBOAT_|HOOK_)' > env.txt"
 	d, dir := driverWith(t, 0, map[string]string{
-		ComputeProvision: save, ComputeScale: save, DatabaseSwitchover: save, DatabaseRejoin: save, TrafficSwitch: save,
+		lifeboat.ActComputeProvision: save, lifeboat.ActComputeScale: save, lifeboat.ActDatabaseSwitchover: save, lifeboat.ActDatabaseRejoin: save, lifeboat.ActTrafficSwitch: save,
 	})
 	dr := d.Drivers()
 	ctx := context.Background()
@@ -499,8 +499,8 @@ func TestEnvironment(t *testing.T) {
 
 func TestTakePrintsOrFallsBackToLatest(t *testing.T) {
 	d, _ := driverWith(t, 0, map[string]string{
-		BackupTake:   "true",
-		BackupLatest: "printf 'id=b9\\ntaken=2025-03-01T12:00:00Z\\nregion=west\\nepoch=3\\n'",
+		lifeboat.ActBackupTake:   "true",
+		lifeboat.ActBackupLatest: "printf 'id=b9\\ntaken=2025-03-01T12:00:00Z\\nregion=west\\nepoch=3\\n'",
 	})
 	b, err := d.Drivers().Backup.Take(context.Background(), target("reports", "warehouse", "east", 3))
 	must(t, err)
@@ -513,7 +513,7 @@ func TestValidateConfig(t *testing.T) {
 	c := DefaultConfig()
 	c.Dir = filepath.Join(t.TempDir(), "missing")
 	c.Timeout = 0
-	c.Actions = map[string]string{"database.promte": "x", ComputeScale: " ", "frobnicate": "y"}
+	c.Actions = map[string]string{"database.promte": "x", lifeboat.ActComputeScale: " ", "frobnicate": "y"}
 	err := ValidateConfig(c)
 	if err == nil {
 		t.Fatal("want errors")
@@ -536,7 +536,7 @@ func TestNewFromSpec(t *testing.T) {
 	dir := t.TempDir()
 	must(t, os.Mkdir(filepath.Join(dir, "scripts"), 0o755))
 	s := &lifeboat.Spec{Service: "shop", File: filepath.Join(dir, "lifeboat.yaml"), Drivers: lifeboat.DriverSpec{
-		Script: &lifeboat.ScriptDriver{Dir: "scripts", Actions: map[string]string{ComputeDelete: "pwd > where.txt; echo $LIFEBOAT_SPEC_DIR >> where.txt"}}}}
+		Script: &lifeboat.ScriptDriver{Dir: "scripts", Actions: map[string]string{lifeboat.ActComputeDelete: "pwd > where.txt; echo $LIFEBOAT_SPEC_DIR >> where.txt"}}}}
 	d, err := New(s)
 	must(t, err)
 	if d.cfg.Timeout != DefaultTimeout {
@@ -566,7 +566,7 @@ func TestNewFromSpec(t *testing.T) {
 
 func TestRecipeCommandRoundTrips(t *testing.T) {
 	d, dir := driverWith(t, 0, map[string]string{
-		ComputeProvision: `eval set -- "$LIFEBOAT_COMMAND"; printf '%s\n' "$@" > words.txt`,
+		lifeboat.ActComputeProvision: `eval set -- "$LIFEBOAT_COMMAND"; printf '%s\n' "$@" > words.txt`,
 	})
 	words := []string{"./shop", "--listen", ":8080", "--motd", "it's a 'shop' & more", ""}
 	must(t, d.Drivers().Compute.Provision(context.Background(), target("storefront", "web", "east", 2),

@@ -75,8 +75,8 @@ func (s *status) fail(line int, text, why string) {
 	if s.err != nil {
 		return
 	}
-	keys := map[string][]string{ComputeStatus: scaleSetKeys, DatabaseStatus: databaseKeys, BackupLatest: backupKeys,
-		BackupTake: backupKeys, TrafficStatus: routeKeys}[s.action]
+	keys := map[string][]string{lifeboat.ActComputeStatus: scaleSetKeys, lifeboat.ActDatabaseStatus: databaseKeys, lifeboat.ActBackupLatest: backupKeys,
+		lifeboat.ActBackupTake: backupKeys, lifeboat.ActTrafficStatus: routeKeys}[s.action]
 	where := "output"
 	if line > 0 {
 		where = fmt.Sprintf("line %d %q", line, text)
@@ -161,7 +161,7 @@ func (s *status) time(k string) time.Time {
 // parseScaleSet reads compute.status: exists (required), instances,
 // healthy, epoch.
 func parseScaleSet(command, resource string, out []byte) (lifeboat.ScaleSet, error) {
-	s := parseStatus(ComputeStatus, command, resource, out, scaleSetKeys)
+	s := parseStatus(lifeboat.ActComputeStatus, command, resource, out, scaleSetKeys)
 	s.require("exists")
 	ss := lifeboat.ScaleSet{Exists: s.bool("exists"), Instances: int(s.int("instances")), Healthy: int(s.int("healthy")), Epoch: s.epoch()}
 	return ss, s.err
@@ -169,7 +169,7 @@ func parseScaleSet(command, resource string, out []byte) (lifeboat.ScaleSet, err
 
 // parseDatabase reads database.status: role (required), epoch, lag_bytes, lag.
 func parseDatabase(command, resource string, out []byte) (lifeboat.DatabaseStatus, error) {
-	s := parseStatus(DatabaseStatus, command, resource, out, databaseKeys)
+	s := parseStatus(lifeboat.ActDatabaseStatus, command, resource, out, databaseKeys)
 	s.require("role")
 	st := lifeboat.DatabaseStatus{Role: lifeboat.DatabaseRole(s.str("role")), Epoch: s.epoch(), LagBytes: s.int("lag_bytes"), Lag: s.duration("lag")}
 	switch st.Role {
@@ -198,7 +198,7 @@ func parseBackup(action, command, resource string, out []byte) (lifeboat.BackupI
 // parseRoute reads traffic.status: region (required; empty while nothing
 // is routed), epoch, since.
 func parseRoute(command, resource string, out []byte) (lifeboat.Route, error) {
-	s := parseStatus(TrafficStatus, command, resource, out, routeKeys)
+	s := parseStatus(lifeboat.ActTrafficStatus, command, resource, out, routeKeys)
 	s.require("region")
 	r := lifeboat.Route{Region: s.str("region"), Epoch: s.epoch(), Since: s.time("since")}
 	return r, s.err
