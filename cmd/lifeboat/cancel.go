@@ -19,7 +19,7 @@ a scale set scaled up is scaled back). Steps that cannot be undone without
 losing data (a promoted database, a switched name) are kept and listed.
 The epoch never goes back. RUN defaults to the run in progress; if the
 process running it is alive, it is asked to stop and clean up.`,
-		Args: cobra.MaximumNArgs(1),
+		Args: args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

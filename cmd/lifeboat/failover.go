@@ -44,7 +44,7 @@ func (a *app) intentCommand(name string) *cobra.Command {
 The plan is shown first and must be confirmed by typing the destination
 region (or --yes). Progress is journaled: if lifeboat is interrupted,
 'lifeboat resume' goes on and 'lifeboat cancel' cleans up.`,
-		Args: cobra.NoArgs,
+		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

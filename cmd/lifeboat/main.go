@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -44,6 +45,8 @@ func main() {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		code = ee.code
+	} else if strings.HasPrefix(err.Error(), "unknown command") {
+		code = exitSpec
 	}
 	if !errors.Is(err, errShown) {
 		fmt.Fprintln(os.Stderr, a.paint(red, "error: ")+err.Error())
@@ -93,4 +96,15 @@ another file. Runs are journaled: an interrupted run continues with
 		a.unitsCommand(),
 	)
 	return root
+}
+
+// args wraps a cobra argument check so that a wrong command line exits 2
+// and says how to call the command.
+func args(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if err := check(cmd, a); err != nil {
+			return exit(exitSpec, "%v; usage: %s", err, cmd.UseLine())
+		}
+		return nil
+	}
 }

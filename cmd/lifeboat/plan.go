@@ -18,7 +18,7 @@ func (a *app) planCommand() *cobra.Command {
 		Long: `Show the plan as a DAG of steps in parallel groups, each with its
 estimated duration, and the plan's estimated RTO and RPO next to the
 objectives. Nothing is changed.`,
-		Args:      cobra.ExactArgs(1),
+		Args:      args(cobra.ExactArgs(1)),
 		ValidArgs: []string{"failover", "failback", "switchover"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			intent, err := parseIntent(args[0])

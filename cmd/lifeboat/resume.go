@@ -21,7 +21,7 @@ func (a *app) resumeCommand() *cobra.Command {
 		Long: `Continue a run from its journal: steps that completed are not applied
 again; a step that was under way is checked first and applied only if its
 effect does not hold. RUN defaults to the run in progress.`,
-		Args: cobra.MaximumNArgs(1),
+		Args: args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

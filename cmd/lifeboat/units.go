@@ -12,7 +12,7 @@ func (a *app) unitsCommand() *cobra.Command {
 <service>-<unit>-<component>-<region>, with each one's quadrant (region role
 × resource group: primary/permanent, secondary/permanent, secondary/failover)
 and the unit's purpose (prod, drill, staging).`,
-		Args: cobra.NoArgs,
+		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := a.open(cmd.Context())
 			if err != nil {

@@ -13,7 +13,7 @@ func (a *app) validateCommand() *cobra.Command {
 		Long: `Check the spec and print every problem at once, each with its
 file:line:column, the field, what is wrong and how to fix it.
 Exits 2 when there are errors; warnings alone exit 0.`,
-		Args: cobra.NoArgs,
+		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec, diags, err := a.loadSpec()
 			if err != nil {
