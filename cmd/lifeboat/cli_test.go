@@ -307,3 +307,32 @@ func TestCancelFromAnotherProcess(t *testing.T) {
 		t.Fatalf("history:\n%s", h.stdout)
 	}
 }
+
+// Without a terminal, an approval step pauses the run (exit 3); status says
+// what waits, and resume --approve goes on.
+func TestApprovalWithoutATerminal(t *testing.T) {
+	dir := example(t)
+	spec := filepath.Join(dir, "lifeboat.yaml")
+	b, _ := os.ReadFile(spec)
+	withHook := strings.Replace(string(b), "hooks:\n", `hooks:
+  - name: dashboards
+    before: traffic.switch
+    approval: "Are the dashboards green?"
+`, 1)
+	os.WriteFile(spec, []byte(withHook), 0o644)
+	r := lifeboatIn(t, dir, nil, "failover", "--yes")
+	if r.code != exitWaiting || !strings.Contains(r.stdout+r.stderr, `--approve "approval dashboards"`) {
+		t.Fatalf("exit %d, want %d\n%s%s", r.code, exitWaiting, r.stdout, r.stderr)
+	}
+	if st := stateOf(t, dir); st.Active != "west" || st.Run == "" {
+		t.Fatalf("traffic moved before the approval: active %s run %q", st.Active, st.Run)
+	}
+	s := mustRun(t, dir, "status")
+	if !strings.Contains(s.stdout, "Are the dashboards green?") {
+		t.Fatalf("status does not say what waits:\n%s", s.stdout)
+	}
+	mustRun(t, dir, "resume", "--approve", "approval dashboards")
+	if st := stateOf(t, dir); st.Active != "east" || st.Run != "" {
+		t.Fatalf("after approval: active %s run %q", st.Active, st.Run)
+	}
+}

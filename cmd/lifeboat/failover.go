@@ -191,7 +191,7 @@ func (a *app) follow(ctx context.Context, pr *progress, f *engine.Future) error 
 		a.say(yellow, "■", "%v", err)
 		return &exitError{code: exitFailed, err: errShown}
 	case errors.Is(err, engine.ErrWaitingApproval):
-		a.say(yellow, "?", "run %s waits for an approval: %v", id, err)
+		a.say(yellow, "?", "%v", err)
 		return &exitError{code: exitWaiting, err: errShown}
 	case ctx.Err() != nil:
 		a.say(yellow, "■", "interrupted; run %s is journaled: 'lifeboat resume' goes on, 'lifeboat cancel' cleans up", id)

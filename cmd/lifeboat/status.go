@@ -59,6 +59,20 @@ func (a *app) statusCommand() *cobra.Command {
 				}
 				fmt.Fprintf(a.out, "%s run %s: %s %s → %s is %s, %d of %d steps done; 'lifeboat resume' or 'lifeboat cancel'\n",
 					a.paint(yellow, "!"), run.ID, run.Plan.Intent, run.Plan.From, run.Plan.To, status, done, total)
+				waiting := map[string]bool{}
+				for _, r := range recs {
+					switch r.Kind {
+					case lifeboat.RecWaiting:
+						waiting[r.Step] = true
+					case lifeboat.RecApproved, lifeboat.RecDone, lifeboat.RecFailed, lifeboat.RecCancelled:
+						delete(waiting, r.Step)
+					}
+				}
+				for _, id := range lifeboat.SortedKeys(waiting) {
+					if st := run.Plan.Step(id); st != nil {
+						fmt.Fprintf(a.out, "  waits for approval of %q: %s\n  when a person agrees: lifeboat resume --approve %q\n", id, st.Approval, id)
+					}
+				}
 			}
 			fmt.Fprintln(a.out)
 			a.printTraffic(spec, st)
