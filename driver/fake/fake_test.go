@@ -3,13 +3,13 @@ package fake
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat"
+	"github.com/lifeboat-dr/lifeboat/driver/drivertest"
 )
 
 // spec is the example service: storefront (warm web, geo-replica orders,
@@ -397,55 +397,26 @@ func TestCallsRecorded(t *testing.T) {
 // TestBindFailoverAndFailback runs a failover and a failback of the
 // example through lifeboat.Bind, checking each step's Holds before and
 // after it is applied.
-func TestBindFailoverAndFailback(t *testing.T) {
-	ctx := context.Background()
+// The planner's failover, failback and switchovers, step by step.
+func TestProcedures(t *testing.T) {
 	w, d := seeded(t)
 	s := spec()
-	steps := []*lifeboat.Step{
-		{Op: lifeboat.OpDatabaseFence, Unit: "storefront", Component: "orders", Region: "west", Epoch: 2},
-		{Op: lifeboat.OpDatabasePromote, Unit: "storefront", Component: "orders", Region: "east", Epoch: 2},
-		{Op: lifeboat.OpDatabaseRestore, Unit: "reports", Component: "warehouse", Region: "east", Epoch: 2},
-		{Op: lifeboat.OpComputeScale, Unit: "storefront", Component: "web", Region: "east", Instances: 3, Epoch: 2},
-		{Op: lifeboat.OpComputeProvision, Unit: "reports", Component: "worker", Region: "east", Epoch: 2},
-		{Op: lifeboat.OpComputeScale, Unit: "reports", Component: "worker", Region: "east", Instances: 1, Epoch: 2},
-		{Op: lifeboat.OpTrafficSwitch, Unit: "storefront", Component: "www", Region: "east", Epoch: 2},
-		// failback
-		{Op: lifeboat.OpComputeStop, Unit: "storefront", Component: "web", Region: "east", Epoch: 3},
-		{Op: lifeboat.OpDatabaseRejoin, Unit: "storefront", Component: "orders", Region: "west", FromRegion: "east", Epoch: 3},
-		{Op: lifeboat.OpDatabaseSwitchover, Unit: "storefront", Component: "orders", Region: "west", FromRegion: "east", Epoch: 3},
-		{Op: lifeboat.OpDatabaseBackup, Unit: "reports", Component: "warehouse", Region: "east", Epoch: 3},
-		{Op: lifeboat.OpDatabaseRestore, Unit: "reports", Component: "warehouse", Region: "west", Epoch: 3},
-		{Op: lifeboat.OpTrafficSwitch, Unit: "storefront", Component: "www", Region: "west", Epoch: 3},
-		{Op: lifeboat.OpComputeDelete, Unit: "reports", Component: "worker", Region: "east", Epoch: 3},
-	}
-	// A restore holds when the copy is primary: the failback restore into
-	// west would be skipped while west still believes it is primary, so
-	// (as a planner must) fence it during the failover.
-	steps = append(steps[:1], append([]*lifeboat.Step{{Op: lifeboat.OpDatabaseFence, Unit: "reports", Component: "warehouse", Region: "west", Epoch: 2}}, steps[1:]...)...)
-	for i, st := range steps {
-		st.ID = fmt.Sprintf("%d %s", i, st.Op)
-		st.Resource = lifeboat.ResourceName("shop", st.Unit, st.Component, st.Region)
-		if st.Op == lifeboat.OpTrafficSwitch {
-			st.Resource = lifeboat.TrafficName("shop", st.Unit, st.Component)
-		}
-		if st.FromRegion != "" {
-			st.FromResource = lifeboat.ResourceName("shop", st.Unit, st.Component, st.FromRegion)
-		}
-		a, err := lifeboat.Bind(s, d, "run-1", st)
-		must(t, err)
-		if holds, err := a.Holds(ctx); err != nil || holds {
-			t.Fatalf("step %s holds=%v err=%v before it ran", st.ID, holds, err)
-		}
-		must(t, a.Apply(ctx))
-		if holds, err := a.Holds(ctx); err != nil || !holds {
-			t.Fatalf("step %s holds=%v err=%v after it ran", st.ID, holds, err)
-		}
-	}
-	if r := w.Route("shop-storefront-www"); r.Region != "west" || r.Epoch != 3 {
-		t.Errorf("route = %+v, want back in west at epoch 3", r)
+	st := drivertest.Procedures(t, s, d)
+	if r := w.Route("shop-storefront-www"); r.Region != "west" || r.Epoch != st.Epoch {
+		t.Errorf("route = %+v, want back in west at epoch %d", r, st.Epoch)
 	}
 	if w.ScaleSet("shop-reports-worker-east").Exists {
 		t.Error("the failover group's worker is still in east")
+	}
+	for _, res := range []string{"shop-storefront-orders-west", "shop-reports-warehouse-west"} {
+		if db := w.Database(res); db.Role != lifeboat.DBPrimary {
+			t.Errorf("%s is %s, want primary", res, db.Role)
+		}
+	}
+	for _, c := range w.Calls() {
+		if c.Err != "" && !strings.Contains(c.Err, "epoch") {
+			t.Errorf("call %s %s failed: %s", c.Action, c.Resource, c.Err)
+		}
 	}
 }
 

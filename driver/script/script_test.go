@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/lifeboat-dr/lifeboat"
+	"github.com/lifeboat-dr/lifeboat/driver/drivertest"
 )
 
 // example copies the example spec and world.sh into a temporary directory
@@ -104,69 +105,32 @@ func TestFailoverAndFailbackWithWorldScript(t *testing.T) {
 	}
 	must(t, d.Scripts.Exec(ctx, target("", "", "", 2), "./world.sh notify", nil))
 
-	type step = lifeboat.Step
-	steps := []*step{
-		{Op: lifeboat.OpDatabaseFence, Unit: "storefront", Component: "orders", Region: "west", Epoch: 2},
-		{Op: lifeboat.OpDatabaseFence, Unit: "reports", Component: "warehouse", Region: "west", Epoch: 2},
-		{Op: lifeboat.OpDatabasePromote, Unit: "storefront", Component: "orders", Region: "east", Epoch: 2},
-		{Op: lifeboat.OpDatabaseRestore, Unit: "reports", Component: "warehouse", Region: "east", Epoch: 2},
-		{Op: lifeboat.OpComputeScale, Unit: "storefront", Component: "web", Region: "east", Instances: 3, Epoch: 2},
-		{Op: lifeboat.OpComputeProvision, Unit: "reports", Component: "worker", Region: "east", Epoch: 2},
-		{Op: lifeboat.OpComputeScale, Unit: "reports", Component: "worker", Region: "east", Instances: 1, Epoch: 2},
-		{Op: lifeboat.OpTrafficSwitch, Unit: "storefront", Component: "www", Region: "east", Epoch: 2},
-		// failback
-		{Op: lifeboat.OpComputeStop, Unit: "storefront", Component: "web", Region: "east", Epoch: 3},
-		{Op: lifeboat.OpDatabaseRejoin, Unit: "storefront", Component: "orders", Region: "west", FromRegion: "east", Epoch: 3},
-		{Op: lifeboat.OpDatabaseSwitchover, Unit: "storefront", Component: "orders", Region: "west", FromRegion: "east", Epoch: 3},
-		{Op: lifeboat.OpDatabaseBackup, Unit: "reports", Component: "warehouse", Region: "east", Epoch: 3},
-		{Op: lifeboat.OpDatabaseRestore, Unit: "reports", Component: "warehouse", Region: "west", Epoch: 3},
-		{Op: lifeboat.OpComputeScale, Unit: "storefront", Component: "web", Region: "west", Instances: 4, Epoch: 3},
-		{Op: lifeboat.OpTrafficSwitch, Unit: "storefront", Component: "www", Region: "west", Epoch: 3},
-		{Op: lifeboat.OpComputeDelete, Unit: "reports", Component: "worker", Region: "east", Epoch: 3},
-	}
-	for i, st := range steps {
-		st.ID = fmt.Sprintf("%d %s", i, st.Op)
-		st.Resource = lifeboat.ResourceName(s.Service, st.Unit, st.Component, st.Region)
-		if st.Op == lifeboat.OpTrafficSwitch {
-			st.Resource = lifeboat.TrafficName(s.Service, st.Unit, st.Component)
-		}
-		if st.FromRegion != "" {
-			st.FromResource = lifeboat.ResourceName(s.Service, st.Unit, st.Component, st.FromRegion)
-		}
-		a, err := lifeboat.Bind(s, d, "run-1", st)
-		must(t, err)
-		if holds, err := a.Holds(ctx); err != nil || holds {
-			t.Fatalf("step %s: holds=%v err=%v before it ran", st.ID, holds, err)
-		}
-		must(t, a.Apply(ctx))
-		must(t, a.Apply(ctx)) // idempotent
-		if holds, err := a.Holds(ctx); err != nil || !holds {
-			t.Fatalf("step %s: holds=%v err=%v after it ran", st.ID, holds, err)
-		}
-	}
+	end := drivertest.Procedures(t, s, d)
+	e := end.Epoch
 
 	for res, want := range map[string]lifeboat.DatabaseRole{
 		"orders-west": lifeboat.DBPrimary, "orders-east": lifeboat.DBReplica, "warehouse-west": lifeboat.DBPrimary,
 	} {
 		comp, region, _ := strings.Cut(res, "-")
 		unit := map[string]string{"orders": "storefront", "warehouse": "reports"}[comp]
-		st, err := d.Database.Status(ctx, target(unit, comp, region, 3))
-		if err != nil || st.Role != want || st.Epoch != 3 {
-			t.Errorf("%s = %+v, %v; want %s at epoch 3", res, st, err, want)
+		st, err := d.Database.Status(ctx, target(unit, comp, region, e))
+		if err != nil || st.Role != want || st.Epoch != e {
+			t.Errorf("%s = %+v, %v; want %s at epoch %d", res, st, err, want, e)
 		}
 	}
-	if r, _ := d.Traffic.Status(ctx, target("storefront", "www", "west", 3), nil); r.Region != "west" || r.Epoch != 3 {
-		t.Errorf("route = %+v, want back in west at epoch 3", r)
+	if r, _ := d.Traffic.Status(ctx, target("storefront", "www", "west", e), nil); r.Region != "west" || r.Epoch != e {
+		t.Errorf("route = %+v, want back in west at epoch %d", r, e)
 	}
-	if ss, _ := d.Compute.Status(ctx, target("storefront", "web", "west", 3)); ss.Instances != 4 || ss.Healthy != 4 {
-		t.Errorf("west web = %+v, want 4 healthy instances", ss)
+	web := s.Units["storefront"].Compute["web"].Instances.Primary
+	if ss, _ := d.Compute.Status(ctx, target("storefront", "web", "west", e)); ss.Instances != web || ss.Healthy != web {
+		t.Errorf("west web = %+v, want %d healthy instances", ss, web)
 	}
 
-	// A late action of the failover run (epoch 2) is refused by the world.
+	// A late action of the failover run (epoch 2) is refused by the world,
+	// and the refusal names the epochs.
 	err = d.Database.Promote(ctx, target("storefront", "orders", "east", 2))
-	t.Log(err)
-	if err == nil || lifeboat.IsRetryable(err) || !strings.Contains(err.Error(), "older than epoch 3") {
-		t.Errorf("promote for epoch 2 after epoch 3 = %v, want a permanent refusal naming the epochs", err)
+	if err == nil || lifeboat.IsRetryable(err) || !strings.Contains(err.Error(), fmt.Sprintf("older than epoch %d", e)) {
+		t.Errorf("promote for epoch 2 after epoch %d = %v, want a permanent refusal naming the epochs", e, err)
 	}
 	// The world lives in the spec's directory, one file per resource.
 	if _, err := os.Stat(filepath.Join(dir, "world", "shop-storefront-orders-west")); err != nil {
