@@ -109,6 +109,9 @@ func stepFacts(st *lifeboat.Step) []string {
 	if st.BestEffort {
 		f = append(f, "best effort")
 	}
+	if st.Cleanup {
+		f = append(f, "cleanup (after recovery: not in the RTO)")
+	}
 	if st.Timeout > 0 {
 		f = append(f, "timeout "+lifeboat.FormatDuration(st.Timeout))
 	}
