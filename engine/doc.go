@@ -41,8 +41,11 @@
 // # Cancel and cleanup
 //
 // A cancel request (Store.RequestCancel) stops the scheduling of new steps,
-// cancels the contexts of the steps in flight and waits for them. Then the
-// engine cleans up, so that nothing is left half-done:
+// cancels the contexts of the steps in flight and waits for them. A step so
+// stopped is asked whether its effect holds all the same (a promote that
+// finished as the cancel came): if it does, it is recorded done, so the
+// state says what the world is. Then the engine cleans up, so that nothing
+// is left half-done:
 //
 //   - compute.provision is undone by compute.delete of that scale set, if
 //     the scale set did not exist before the step;

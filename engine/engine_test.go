@@ -637,3 +637,39 @@ func firstRun(t *testing.T, f *fixture) string {
 	}
 	return runs[0].ID
 }
+
+// A step stopped by a cancel whose effect took hold anyway (a promote that
+// finished as the cancel came) is recorded done, so the state says what the
+// world is; a compute step in that case is then undone.
+func TestCancelRecordsAnEffectThatTookHold(t *testing.T) {
+	f := newFixture(t)
+	promoting := make(chan struct{})
+	f.world.on("promote db", func(ctx context.Context) error {
+		close(promoting)
+		<-ctx.Done()
+		// The promote went through, but the call saw the cancel.
+		f.world.mu.Lock()
+		f.world.flags["promote db"] = true
+		f.world.mu.Unlock()
+		return ctx.Err()
+	})
+	e := f.engine()
+	fut, err := e.Start(context.Background(), cancelPlan())
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-promoting
+	cf, err := e.Cancel(context.Background(), fut.RunID())
+	if err == nil {
+		err = cf.Error()
+	}
+	if err != nil {
+		t.Fatalf("cancel: %v", err)
+	}
+	id := fut.Run().ID
+	got := kinds(f.journal(id), "promote db")
+	if !slices.Contains(got, "holds") || !slices.Contains(got, "done") || slices.Contains(got, "cancelled") {
+		t.Errorf("promote db journal %v: want holds and done, not cancelled", got)
+	}
+	checkCancelled(t, f, id)
+}

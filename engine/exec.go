@@ -360,12 +360,32 @@ func (x *execution) runStep(runCtx, ctx context.Context, s *lifeboat.Step) outco
 	first := x.attempts[s.ID]
 	x.mu.Unlock()
 	if _, err := x.drive(runCtx, ctx, s, act, first); err != nil {
-		return x.fail(ctx, s, err)
+		if !errors.Is(err, errInterrupted) || ctx.Err() != nil || !x.tookEffect(ctx, s, act) {
+			return x.fail(ctx, s, err)
+		}
+		// Stopped by a cancel, but its effect holds: record it done, so the
+		// state says what the world is and cleanup can undo or list it.
 	}
 	if err := x.complete(ctx, s); err != nil {
 		return outcome{step: s, err: err}
 	}
 	return outcome{step: s, kind: lifeboat.RecDone}
+}
+
+// interruptedCheck bounds the check of a step stopped by a cancel.
+const interruptedCheck = 30 * time.Second
+
+// tookEffect asks a step stopped by a cancel whether its effect holds
+// anyway (a promote that finished as the cancel came), and journals
+// "holds" if so.
+func (x *execution) tookEffect(ctx context.Context, s *lifeboat.Step, act lifeboat.Action) bool {
+	hctx, cancel := context.WithTimeout(ctx, interruptedCheck)
+	defer cancel()
+	holds, err := act.Holds(hctx)
+	if err != nil || !holds || s.Op == lifeboat.OpScript || s.Op == lifeboat.OpRaiseEpoch {
+		return false
+	}
+	return x.journal(ctx, s, lifeboat.Record{Kind: lifeboat.RecHolds}, nil, nil) == nil
 }
 
 // fail ends a step that could not be done: interrupted, skipped (best
