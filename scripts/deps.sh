@@ -3,9 +3,10 @@
 # often as you like; it only installs what is missing.
 set -eu
 
-# Debian packages the demo and tests use. (Later drivers add PostgreSQL,
-# BIND and friends here.)
-PACKAGES=""
+# Debian packages the demo and tests use: PostgreSQL 15 for the database
+# driver, the shop example and the lab (its binaries are used directly from
+# /usr/lib/postgresql/15/bin; no system cluster is needed).
+PACKAGES="postgresql-15"
 
 missing=""
 for p in $PACKAGES; do
