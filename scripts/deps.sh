@@ -16,6 +16,12 @@ if [ -n "$missing" ]; then
 	echo "deps: installing$missing"
 	SUDO=""
 	[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+	# Lifeboat starts its own PostgreSQL instances; do not let the package
+	# create and start a system cluster on port 5432.
+	if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+		$SUDO mkdir -p /etc/postgresql-common
+		echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.conf >/dev/null
+	fi
 	$SUDO apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
