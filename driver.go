@@ -9,20 +9,20 @@ import (
 // "<kind>.<call>". They are the keys of drivers.script.actions and the
 // names the fake driver injects faults by.
 const (
-	ActComputeStatus = "compute.status"
-	ActComputeProvision = "compute.provision"
-	ActComputeScale = "compute.scale"
-	ActComputeDelete = "compute.delete"
-	ActDatabaseStatus = "database.status"
-	ActDatabaseFence = "database.fence"
-	ActDatabasePromote = "database.promote"
+	ActComputeStatus      = "compute.status"
+	ActComputeProvision   = "compute.provision"
+	ActComputeScale       = "compute.scale"
+	ActComputeDelete      = "compute.delete"
+	ActDatabaseStatus     = "database.status"
+	ActDatabaseFence      = "database.fence"
+	ActDatabasePromote    = "database.promote"
 	ActDatabaseSwitchover = "database.switchover"
-	ActDatabaseRejoin = "database.rejoin"
-	ActBackupLatest = "backup.latest"
-	ActBackupTake = "backup.take"
-	ActBackupRestore = "backup.restore"
-	ActTrafficStatus = "traffic.status"
-	ActTrafficSwitch = "traffic.switch"
+	ActDatabaseRejoin     = "database.rejoin"
+	ActBackupLatest       = "backup.latest"
+	ActBackupTake         = "backup.take"
+	ActBackupRestore      = "backup.restore"
+	ActTrafficStatus      = "traffic.status"
+	ActTrafficSwitch      = "traffic.switch"
 )
 
 // DriverActions lists the driver actions of each kind of driver, in the
