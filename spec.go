@@ -278,14 +278,24 @@ type Hook struct {
 
 // DriverSpec chooses a driver for each kind of component.
 type DriverSpec struct {
-	// Default is the driver for every kind not named below: script or fake.
-	Default  string `yaml:"default,omitempty" json:"default,omitempty" jsonschema:"enum=script,enum=fake"`
-	Compute  string `yaml:"compute,omitempty" json:"compute,omitempty" jsonschema:"enum=script,enum=fake"`
-	Database string `yaml:"database,omitempty" json:"database,omitempty" jsonschema:"enum=script,enum=fake"`
-	Traffic  string `yaml:"traffic,omitempty" json:"traffic,omitempty" jsonschema:"enum=script,enum=fake"`
-	Backup   string `yaml:"backup,omitempty" json:"backup,omitempty" jsonschema:"enum=script,enum=fake"`
+	// Default is the driver for every kind not named below: script (a
+	// command per action), agent (drivers served over HTTP by a region's
+	// agent, such as the lab's daemon) or fake (in memory, for tests).
+	Default  string `yaml:"default,omitempty" json:"default,omitempty" jsonschema:"enum=script,enum=agent,enum=fake"`
+	Compute  string `yaml:"compute,omitempty" json:"compute,omitempty" jsonschema:"enum=script,enum=agent,enum=fake"`
+	Database string `yaml:"database,omitempty" json:"database,omitempty" jsonschema:"enum=script,enum=agent,enum=fake"`
+	Traffic  string `yaml:"traffic,omitempty" json:"traffic,omitempty" jsonschema:"enum=script,enum=agent,enum=fake"`
+	Backup   string `yaml:"backup,omitempty" json:"backup,omitempty" jsonschema:"enum=script,enum=agent,enum=fake"`
 	// Script configures the script driver: one command per action.
 	Script *ScriptDriver `yaml:"script,omitempty" json:"script,omitempty"`
+	// Agent says where the agent that serves drivers listens.
+	Agent *AgentDriver `yaml:"agent,omitempty" json:"agent,omitempty"`
+}
+
+// AgentDriver is an agent that serves drivers over HTTP.
+type AgentDriver struct {
+	// URL of the agent, e.g. http://127.0.0.1:7401.
+	URL string `yaml:"url" json:"url" jsonschema:"required,pattern=^https?://"`
 }
 
 // ScriptDriver maps each driver action to a user's command.

@@ -521,6 +521,20 @@ func (c *checker) drivers() {
 			}
 		}
 	}
+	agentAt := ""
+	for _, k := range lifeboat.DriverActions {
+		driver, at := chosen[k.Kind], "drivers."+k.Kind
+		if driver == "" {
+			driver, at = ds.Default, "drivers.default"
+		}
+		if driver == "agent" && uses[k.Kind] && c.ok(at) && agentAt == "" {
+			agentAt = at
+		}
+	}
+	if agentAt != "" && ds.Agent == nil && c.ok("drivers.agent") {
+		c.errorAt(agentAt, false, "the agent driver is chosen here, but drivers.agent is missing",
+			"add drivers.agent.url with the agent's address, e.g. url: http://127.0.0.1:7401 (lifeboat lab up writes it for the lab)")
+	}
 	switch {
 	case len(missing) == 0:
 	case ds.Script == nil && c.ok("drivers.script"):

@@ -727,6 +727,8 @@ func patternProblem(pattern, key, value string) (msg, hint string) {
 			hint = fmt.Sprintf("rename it, e.g. %s", s)
 		}
 		return fmt.Sprintf("%s %q must be lower-case letters, digits and dashes, starting with a letter", key, value), hint
+	case `^https?://`:
+		return fmt.Sprintf("%q is not an http:// or https:// URL", value), "write the agent's address with its scheme, e.g. http://" + value
 	case `^sha256:[0-9a-f]{64}$`:
 		return fmt.Sprintf("%q is not a sha256 checksum", value), "write sha256: followed by the 64 lower-case hex digits that sha256sum prints"
 	}
