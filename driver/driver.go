@@ -1,7 +1,8 @@
 // Package driver builds the drivers a spec names. Each kind of component
 // (compute, database, backup, traffic) gets the driver named for it in
 // drivers.<kind>, or drivers.default; the backends live in subpackages
-// (script: the user's shell commands; fake: an in-memory world).
+// (script: the user's shell commands; agent: drivers served over HTTP by a
+// region's agent, such as the lab's daemon; fake: an in-memory world).
 //
 // Hook steps run through the script driver, unless no kind uses it and the
 // spec chose the fake (a test or a dry run): then the fake's runner records
@@ -12,6 +13,7 @@ import (
 	"fmt"
 
 	"github.com/lifeboat-dr/lifeboat"
+	"github.com/lifeboat-dr/lifeboat/driver/agent"
 	"github.com/lifeboat-dr/lifeboat/driver/fake"
 	"github.com/lifeboat-dr/lifeboat/driver/script"
 )
@@ -19,6 +21,7 @@ import (
 // Driver names, as written in drivers.default and drivers.<kind>.
 const (
 	Script = "script"
+	Agent  = "agent"
 	Fake   = "fake"
 )
 
@@ -38,25 +41,33 @@ func FromSpec(s *lifeboat.Spec, st *lifeboat.State) (lifeboat.Drivers, error) {
 			name = ds.Default
 		}
 		switch name {
-		case Script, Fake:
+		case Script, Agent, Fake:
 			choice[k.kind] = name
 		case "":
 			if needs[k.kind] {
-				return lifeboat.Drivers{}, fmt.Errorf("%s has %s components but no driver for them: set drivers.default (or drivers.%s) to script or fake", s.Service, k.kind, k.kind)
+				return lifeboat.Drivers{}, fmt.Errorf("%s has %s components but no driver for them: set drivers.default (or drivers.%s) to script, agent or fake", s.Service, k.kind, k.kind)
 			}
 		default:
 			key := "drivers." + k.kind
 			if k.name == "" {
 				key = "drivers.default"
 			}
-			return lifeboat.Drivers{}, fmt.Errorf("%s is %q, which is not a driver: use script or fake", key, name)
+			return lifeboat.Drivers{}, fmt.Errorf("%s is %q, which is not a driver: use script, agent or fake", key, name)
 		}
 	}
 
-	usesScript, usesFake := false, false
+	usesScript, usesFake, usesAgent := false, false, false
 	for _, name := range choice {
 		usesScript = usesScript || name == Script
 		usesFake = usesFake || name == Fake
+		usesAgent = usesAgent || name == Agent
+	}
+	var remote lifeboat.Drivers
+	if usesAgent {
+		if ds.Agent == nil || ds.Agent.URL == "" {
+			return lifeboat.Drivers{}, fmt.Errorf("the agent driver is chosen but drivers.agent.url is not set: add the agent's address (lifeboat lab up writes it for the lab)")
+		}
+		remote = agent.NewClient(ds.Agent.URL, nil)
 	}
 	// Hooks are the user's commands: run them unless the spec chose the
 	// fake world for everything (a test or a dry run).
@@ -81,6 +92,8 @@ func FromSpec(s *lifeboat.Spec, st *lifeboat.State) (lifeboat.Drivers, error) {
 			return sd.Drivers()
 		case Fake:
 			return world.Drivers()
+		case Agent:
+			return remote
 		}
 		return lifeboat.Drivers{}
 	}

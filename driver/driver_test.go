@@ -154,7 +154,7 @@ func TestFromSpecErrors(t *testing.T) {
 		ds   lifeboat.DriverSpec
 		want string
 	}{
-		{lifeboat.DriverSpec{}, "set drivers.default (or drivers.compute) to script or fake"},
+		{lifeboat.DriverSpec{}, "set drivers.default (or drivers.compute) to script, agent or fake"},
 		{lifeboat.DriverSpec{Default: "postgres"}, `drivers.default is "postgres", which is not a driver`},
 		{lifeboat.DriverSpec{Default: Fake, Traffic: "dns"}, `drivers.traffic is "dns"`},
 		{lifeboat.DriverSpec{Default: Script, Script: &lifeboat.ScriptDriver{Dir: "missing"}}, "drivers.script.dir"},
