@@ -9,8 +9,9 @@
 // skipped); up to Config.Concurrency independent steps run at once. For each
 // step the engine journals "start", then asks the step's action whether its
 // effect already Holds: if so it journals "holds" and "done" without acting.
-// Otherwise it journals "attempt N", calls Apply, and journals "applied" or
-// "error". A retryable error is retried with exponential backoff and full
+// Otherwise (or when the check itself fails: it says nothing about the
+// effect, and steps are idempotent) it journals "attempt N", calls Apply,
+// and journals "applied" or "error". A retryable error is retried with exponential backoff and full
 // jitter until the step's deadline (Step.Timeout, else Config.StepTimeout);
 // before every retry Holds is asked again, because the failed attempt may
 // have worked. A permanent error, or the deadline, fails the step: in-flight

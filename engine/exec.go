@@ -440,27 +440,29 @@ func (x *execution) drive(runCtx, ctx context.Context, s *lifeboat.Step, act lif
 				break
 			}
 		}
-		holds, err := act.Holds(sctx)
-		if err == nil && holds {
+		holds, herr := act.Holds(sctx)
+		if herr == nil && holds {
 			if err := x.journal(ctx, s, lifeboat.Record{Kind: lifeboat.RecHolds}, nil, nil); err != nil {
 				return "", err
 			}
 			return lifeboat.RecHolds, nil
 		}
+		// A check that fails says nothing about the effect (fencing a
+		// crashed node: its status cannot be read, but the fence can be
+		// recorded). Steps are idempotent, so applying is safe either way.
+		attempt++
+		if err := x.journal(ctx, s, lifeboat.Record{Kind: lifeboat.RecAttempt, Attempt: attempt}, nil, nil); err != nil {
+			return "", err
+		}
+		err := act.Apply(sctx)
 		if err == nil {
-			attempt++
-			if err := x.journal(ctx, s, lifeboat.Record{Kind: lifeboat.RecAttempt, Attempt: attempt}, nil, nil); err != nil {
+			if err := x.journal(ctx, s, lifeboat.Record{Kind: lifeboat.RecApplied, Attempt: attempt}, nil, nil); err != nil {
 				return "", err
 			}
-			err = act.Apply(sctx)
-			if err == nil {
-				if err := x.journal(ctx, s, lifeboat.Record{Kind: lifeboat.RecApplied, Attempt: attempt}, nil, nil); err != nil {
-					return "", err
-				}
-				return lifeboat.RecApplied, nil
-			}
-		} else {
-			err = fmt.Errorf("checking whether it already holds: %w", err)
+			return lifeboat.RecApplied, nil
+		}
+		if herr != nil {
+			err = fmt.Errorf("%w (checking whether it already held failed too: %v)", err, herr)
 		}
 		if runCtx.Err() != nil {
 			return "", errInterrupted

@@ -7,7 +7,8 @@
 //	POST /orders        {"item": "tea", "qty": 2} → 201 {"id": 7, "region": "west"}
 //	                    (answered only after the INSERT has committed)
 //	GET  /orders/{id}   → 200 the order, or 404
-//	GET  /healthz       → 200 "ok", or 503 with the reason
+//	GET  /healthz       → 200 when the database answers (even read-only), or 503 with the reason
+//	GET  /readyz        → 200 only when the database takes writes, or 503 with the reason
 package shop
 
 import (
@@ -178,6 +179,7 @@ func (s *Shop) Handler() http.Handler {
 	mux.HandleFunc("POST /orders", s.postOrder)
 	mux.HandleFunc("GET /orders/{id}", s.getOrder)
 	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
 	return s.logged(mux)
 }
 
@@ -258,9 +260,16 @@ func (s *Shop) getOrder(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// healthz answers 200 only when this region's database answers quickly and
-// takes writes: a standby's shop is up but not ready for traffic.
-func (s *Shop) healthz(w http.ResponseWriter, r *http.Request) {
+// healthz answers 200 when this region's database answers quickly, even if
+// it is read-only (a standby, or a fenced primary): the instance is healthy
+// and a warm or hot standby counts as stood up; the body says why it would
+// not take orders. readyz answers 200 only when the database takes writes:
+// that is the probe for routing traffic.
+func (s *Shop) healthz(w http.ResponseWriter, r *http.Request) { s.health(w, r, false) }
+
+func (s *Shop) readyz(w http.ResponseWriter, r *http.Request) { s.health(w, r, true) }
+
+func (s *Shop) health(w http.ResponseWriter, r *http.Request, needWrites bool) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.HealthTimeout)
 	defer cancel()
 	var inRecovery bool
@@ -274,12 +283,17 @@ func (s *Shop) healthz(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintf(w, "database unavailable: %s\n", describe(err))
-	case inRecovery:
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, msgStandby)
-	case readOnly == "on":
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, msgFenced)
+	case inRecovery || readOnly == "on":
+		msg := msgFenced
+		if inRecovery {
+			msg = msgStandby
+		}
+		if needWrites {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, msg)
+		} else {
+			fmt.Fprintln(w, "ok, but "+msg)
+		}
 	default:
 		fmt.Fprintln(w, "ok")
 	}

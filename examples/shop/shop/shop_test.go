@@ -125,8 +125,19 @@ func eventually(t *testing.T, what string, cond func() (bool, string)) {
 
 func (s *shopUnderTest) waitHealth(want int, contains string) {
 	s.t.Helper()
-	eventually(s.t, fmt.Sprintf("healthz %d %q", want, contains), func() (bool, string) {
-		code, body := s.do("GET", "/healthz", "")
+	s.waitProbe("/healthz", want, contains)
+}
+
+// waitReady waits until the shop takes orders (its database takes writes).
+func (s *shopUnderTest) waitReady() {
+	s.t.Helper()
+	s.waitProbe("/readyz", http.StatusOK, "ok")
+}
+
+func (s *shopUnderTest) waitProbe(path string, want int, contains string) {
+	s.t.Helper()
+	eventually(s.t, fmt.Sprintf("%s %d %q", path, want, contains), func() (bool, string) {
+		code, body := s.do("GET", path, "")
 		return code == want && strings.Contains(body, contains), fmt.Sprintf("%d %s", code, body)
 	})
 }
@@ -276,7 +287,10 @@ func TestStandbyThenPromote(t *testing.T) {
 	east := startShop(t, standby.DSN("postgres"), "secondary")
 
 	placed := west.order("tea", 2)
-	east.waitHealth(http.StatusServiceUnavailable, "database is read-only (standby)")
+	east.waitHealth(http.StatusOK, "database is read-only (standby)")
+	if code, body := east.do("GET", "/readyz", ""); code != http.StatusServiceUnavailable || !strings.Contains(body, "read-only (standby)") {
+		t.Fatalf("readyz of the standby's shop: %d %s, want 503 read-only", code, body)
+	}
 	code, body := east.do("POST", "/orders", `{"item": "tea", "qty": 1}`)
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "read-only") {
 		t.Fatalf("POST to the standby's shop: %d %s, want 503 read-only", code, body)
@@ -290,7 +304,7 @@ func TestStandbyThenPromote(t *testing.T) {
 	// Failover: promote the standby; the same shop process takes orders.
 	west.stop()
 	promote(t, standby)
-	east.waitHealth(http.StatusOK, "ok")
+	east.waitReady()
 	p := east.order("coffee", 1)
 	if p.Region != "secondary" || p.ID <= placed.ID {
 		t.Fatalf("order after promotion: %+v; want region secondary and id > %d", p, placed.ID)
@@ -303,7 +317,10 @@ func TestStandbyWithoutTableThenPromote(t *testing.T) {
 	primary := pgtest.StartPrimary(t)
 	standby := pgtest.StartStandby(t, primary)
 	east := startShop(t, standby.DSN("postgres"), "secondary")
-	east.waitHealth(http.StatusServiceUnavailable, "database is read-only (standby)")
+	east.waitHealth(http.StatusOK, "database is read-only (standby)")
+	if code, body := east.do("GET", "/readyz", ""); code != http.StatusServiceUnavailable || !strings.Contains(body, "read-only (standby)") {
+		t.Fatalf("readyz of the standby's shop: %d %s, want 503 read-only", code, body)
+	}
 	if code, body := east.do("GET", "/orders/1", ""); code != http.StatusNotFound {
 		t.Fatalf("GET with no table: %d %s, want 404", code, body)
 	}
@@ -311,7 +328,7 @@ func TestStandbyWithoutTableThenPromote(t *testing.T) {
 		t.Fatalf("POST to the standby's shop: %d %s, want 503", code, body)
 	}
 	promote(t, standby)
-	east.waitHealth(http.StatusOK, "ok")
+	east.waitReady()
 	east.order("tea", 1)
 }
 
@@ -391,7 +408,10 @@ func TestFencedPrimaryIsNotHealthy(t *testing.T) {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}
-	s.waitHealth(http.StatusServiceUnavailable, "fenced")
+	s.waitHealth(http.StatusOK, "fenced")
+	if code, body := s.do("GET", "/readyz", ""); code != http.StatusServiceUnavailable || !strings.Contains(body, "fenced") {
+		t.Fatalf("readyz of a fenced primary's shop: %d %s, want 503 fenced", code, body)
+	}
 	eventually(t, "POST to be refused as read-only", func() (bool, string) {
 		code, body := s.do("POST", "/orders", `{"item": "tea", "qty": 1}`)
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "read-only"), fmt.Sprintf("%d %s", code, body)

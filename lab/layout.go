@@ -1,0 +1,229 @@
+// Package lab is a multi-region lab on one machine: a primary (west),
+// a secondary (east) and a witness (central) region, each with its own
+// directory and block of loopback ports. West runs the PostgreSQL primary and
+// east a streaming standby whose replication crosses a WAN link; each region
+// runs the shop scale set (driver/process) behind its own ingress link; a front
+// listener, the service's public address, forwards to the active region's
+// ingress. A daemon (Serve) owns all of it and serves the drivers over HTTP
+// (driver/agent) plus fault injection, so that the ordinary lifeboat commands
+// can fail the service over for real.
+//
+// On disk, in the lab's directory:
+//
+//	lab.json         the layout: regions, port blocks, addresses (written by Up)
+//	lab.pid          the daemon's PID while it runs
+//	lab.log          the daemon's output
+//	pids.log         every PID the daemon started, for Down's leftover check
+//	lifeboat.yaml    the spec describing the lab, for the other commands
+//	bin/lifeboat     the artifact the shop instances are built from
+//	west/pg, east/pg PostgreSQL data directories
+//	<region>/...     the region's scale sets (driver/process)
+package lab
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/lifeboat-dr/lifeboat"
+)
+
+// Region names and roles of the lab.
+const (
+	West    = "west"    // primary
+	East    = "east"    // secondary
+	Central = "central" // witness
+)
+
+// Names of the lab's service, as its spec says.
+const (
+	Service  = "shop"
+	Unit     = "storefront"
+	Web      = "web"
+	Orders   = "orders"
+	WWW      = "www"
+	HostName = "shop.lab.test"
+)
+
+// PostgreSQL accounts of the lab. It is a lab on loopback: the passwords are
+// here so that every command can reach the databases without a secret store.
+const (
+	DBUser         = "lifeboat"
+	DBPassword     = "lifeboat-lab"
+	ReplUser       = "replicator"
+	ReplPassword   = "replicator-lab"
+	ShopDatabase   = "postgres"
+	loopback       = "127.0.0.1"
+	blockSize      = 100
+	shopPortOffset = 10 // ports base+10.. are the region's shop instances
+	lowestBase     = 20000
+	highestPort    = 32767 // below the kernel's ephemeral ports
+)
+
+// Offsets in a region's port block.
+const (
+	offPostgres = 0 // west, east: PostgreSQL; central: the daemon (agent)
+	offIngress  = 1 // west, east: the region's ingress link; central: the front
+	offPeer     = 2 // west, east: this region's view of the other region's PostgreSQL
+)
+
+// RegionInfo is where one region of the lab lives.
+type RegionInfo struct {
+	Name string              `json:"name"`
+	Role lifeboat.RegionRole `json:"role"`
+	Dir  string              `json:"dir"`
+	// PortBase is the first port of the region's block of Ports ports.
+	PortBase int `json:"port_base"`
+	Ports    int `json:"ports"`
+	// Postgres is the region's PostgreSQL (empty for the witness).
+	Postgres string `json:"postgres,omitempty"`
+	// Ingress is the region's ingress link, in front of its shop.
+	Ingress string `json:"ingress,omitempty"`
+	// PeerPostgres is this region's view of the other region's PostgreSQL:
+	// a WAN link, so that replication crosses it.
+	PeerPostgres string `json:"peer_postgres,omitempty"`
+	// ShopPortBase is the first port of the region's shop instances.
+	ShopPortBase int `json:"shop_port_base,omitempty"`
+}
+
+// Info describes a lab: what is where.
+type Info struct {
+	Dir string `json:"dir"`
+	// URL is the daemon's address: the agent (/v1/...) and the lab's own
+	// endpoints (/lab/...).
+	URL string `json:"url"`
+	// Front is the service's public address (host:port).
+	Front string `json:"front"`
+	// Spec is the lab's lifeboat.yaml.
+	Spec string `json:"spec"`
+	// Binary is the artifact of the shop instances (DIR/bin/lifeboat).
+	Binary   string       `json:"binary"`
+	Checksum string       `json:"checksum"`
+	Regions  []RegionInfo `json:"regions"`
+	// Set by Up, not stored.
+	PID            int           `json:"pid,omitempty"`
+	Ready          time.Duration `json:"ready,omitempty"`
+	AlreadyRunning bool          `json:"already_running,omitempty"`
+}
+
+// Region returns the region called name (nil if none).
+func (in *Info) Region(name string) *RegionInfo {
+	for i := range in.Regions {
+		if in.Regions[i].Name == name {
+			return &in.Regions[i]
+		}
+	}
+	return nil
+}
+
+// Resource is the systematic name of a lab component in a region.
+func Resource(component, region string) string {
+	return lifeboat.ResourceName(Service, Unit, component, region)
+}
+
+func layoutPath(dir string) string { return filepath.Join(dir, "lab.json") }
+func pidPath(dir string) string    { return filepath.Join(dir, "lab.pid") }
+func logPath(dir string) string    { return filepath.Join(dir, "lab.log") }
+func pidsPath(dir string) string   { return filepath.Join(dir, "pids.log") }
+func specPath(dir string) string   { return filepath.Join(dir, "lifeboat.yaml") }
+
+// LoadInfo reads the layout of the lab in dir.
+func LoadInfo(dir string) (*Info, error) {
+	b, err := os.ReadFile(layoutPath(dir))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no lab in %s (no lab.json): run 'lifeboat lab up --dir %s' first: %w", dir, dir, err)
+		}
+		return nil, fmt.Errorf("reading the lab's layout: %w", err)
+	}
+	var in Info
+	if err := json.Unmarshal(b, &in); err != nil {
+		return nil, fmt.Errorf("%s is damaged (%v): run 'lifeboat lab down --dir %s' and remove the directory to start afresh", layoutPath(dir), err, dir)
+	}
+	return &in, nil
+}
+
+func saveInfo(in *Info) error {
+	b, err := json.MarshalIndent(in, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := layoutPath(in.Dir) + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, layoutPath(in.Dir))
+}
+
+// newLayout picks a free block of ports for each region and lays out the
+// lab in dir (absolute).
+func newLayout(dir string) (*Info, error) {
+	bases, err := freeBlocks(3)
+	if err != nil {
+		return nil, err
+	}
+	in := &Info{Dir: dir, Spec: specPath(dir), Binary: filepath.Join(dir, "bin", "lifeboat")}
+	roles := []struct {
+		name string
+		role lifeboat.RegionRole
+	}{{West, lifeboat.RolePrimary}, {East, lifeboat.RoleSecondary}, {Central, lifeboat.RoleWitness}}
+	for i, r := range roles {
+		b := bases[i]
+		ri := RegionInfo{Name: r.name, Role: r.role, Dir: filepath.Join(dir, r.name), PortBase: b, Ports: blockSize}
+		if r.name != Central {
+			ri.Postgres = addr(b + offPostgres)
+			ri.Ingress = addr(b + offIngress)
+			ri.PeerPostgres = addr(b + offPeer)
+			ri.ShopPortBase = b + shopPortOffset
+		} else {
+			in.URL = "http://" + addr(b+offPostgres)
+			in.Front = addr(b + offIngress)
+		}
+		in.Regions = append(in.Regions, ri)
+	}
+	return in, nil
+}
+
+func addr(port int) string { return net.JoinHostPort(loopback, strconv.Itoa(port)) }
+
+func port(hostport string) int {
+	_, p, _ := net.SplitHostPort(hostport)
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// freeBlocks finds n disjoint blocks of blockSize ports on 127.0.0.1, below
+// the ephemeral range, where nothing listens now. Random starting points
+// keep two labs (or two tests) from racing for the same block.
+func freeBlocks(n int) ([]int, error) {
+	slots := (highestPort + 1 - lowestBase) / blockSize
+	start := rand.IntN(slots)
+	var out []int
+	for i := 0; i < slots && len(out) < n; i++ {
+		base := lowestBase + ((start+i)%slots)*blockSize
+		if blockFree(base) {
+			out = append(out, base)
+		}
+	}
+	if len(out) < n {
+		return nil, lifeboat.Transient("", "", fmt.Errorf("found only %d free blocks of %d ports on %s between %d and %d; stop other labs ('lifeboat lab down') and try again", len(out), blockSize, loopback, lowestBase, highestPort))
+	}
+	return out, nil
+}
+
+func blockFree(base int) bool {
+	for p := base; p < base+blockSize; p++ {
+		l, err := net.Listen("tcp", addr(p))
+		if err != nil {
+			return false
+		}
+		l.Close()
+	}
+	return true
+}

@@ -1,0 +1,114 @@
+package lab
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/template"
+)
+
+// specTemplate is the lab's lifeboat.yaml. The drivers are the daemon's
+// agent; hooks (none here) would run as scripts where the CLI runs.
+var specTemplate = template.Must(template.New("spec").Parse(`# The lab's service, written by 'lifeboat lab up'. Every driver call goes to
+# the lab daemon's agent at {{.URL}}, which runs the real things: PostgreSQL
+# in west (primary) and east (standby), the shop scale sets, the front door.
+service: {{.Service}}
+
+regions:
+  primary:   {name: west}
+  secondary: {name: east}
+  witness:   {name: central}
+
+objectives:
+  rto: 1m
+  rpo: 5s
+
+units:
+  storefront:
+    compute:
+      web:
+        recipe:
+          artifact: ./bin/lifeboat
+          checksum: {{.Checksum}}
+          command: [./lifeboat, lab, shop]
+        standby: warm
+        instances: {primary: 2, secondary: 2}
+        probe: {http: /healthz, interval: 1s, timeout: 1s, failures: 3}
+        connects-to: [orders]
+        boot: 5s
+    databases:
+      orders:
+        engine: postgres
+        dr-mode: geo-replica
+        replication: async
+        lag: 1s
+    traffic:
+      www:
+        names: [{{.Host}}]
+        ttl: 5s
+        target: web
+
+drivers:
+  default: agent
+  agent: {url: "{{.URL}}"}
+
+store: {dir: .lifeboat}
+`))
+
+// writeSpec writes the lab's lifeboat.yaml.
+func writeSpec(in *Info) error {
+	f, err := os.Create(in.Spec)
+	if err != nil {
+		return fmt.Errorf("writing the lab's spec: %w", err)
+	}
+	err = specTemplate.Execute(f, map[string]string{"Service": Service, "Checksum": in.Checksum, "URL": in.URL, "Host": HostName})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// installBinary copies the program the shop instances run into
+// DIR/bin/lifeboat (a hard link when it can) and returns its checksum in the
+// spec's form, sha256:<hex>.
+func installBinary(src, dst string) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return "", err
+	}
+	_ = os.Remove(dst)
+	if err := os.Link(src, dst); err != nil {
+		if err := copyFile(src, dst); err != nil {
+			return "", fmt.Errorf("copying %s to %s: %w", src, dst, err)
+		}
+	}
+	f, err := os.Open(dst)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
