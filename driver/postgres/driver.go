@@ -258,6 +258,11 @@ func (d *Driver) fence(ctx context.Context, op lifeboat.Op, resource string) err
 	}
 	if inst := d.instances[resource]; inst != nil {
 		if _, ok := inst.PID(); !ok {
+			// Down (the region was lost): whoever starts it next gets a
+			// read-only server.
+			if err := inst.SetFence(true); err != nil {
+				return lifeboat.Transient(op, resource, fmt.Errorf("fence the stopped node in its lifeboat.conf: %w", err))
+			}
 			return markFenced()
 		}
 		if p, err := d.probe(ctx, op, resource); err == nil && p.inRecovery {
@@ -267,6 +272,9 @@ func (d *Driver) fence(ctx context.Context, op lifeboat.Op, resource string) err
 		// leave a stopped node that Status calls down-by-accident.
 		if err := markFenced(); err != nil {
 			return err
+		}
+		if err := inst.SetFence(true); err != nil {
+			return lifeboat.Transient(op, resource, fmt.Errorf("fence the node in its lifeboat.conf: %w", err))
 		}
 		if err := inst.Stop(ctx, "fast"); err != nil {
 			return lifeboat.Transient(op, resource, fmt.Errorf("fence by clean shutdown: %w", err))
@@ -359,6 +367,11 @@ func (d *Driver) promote(ctx context.Context, op lifeboat.Op, resource string, e
 		return d.classify(op, resource, err)
 	}
 	if ro {
+		if inst := d.instances[resource]; inst != nil && inst.Fenced() {
+			if err := inst.SetFence(false); err != nil {
+				return lifeboat.Transient(op, resource, fmt.Errorf("lift the fence in lifeboat.conf: %w", err))
+			}
+		}
 		if _, err := c.Exec(ctx, "ALTER SYSTEM RESET default_transaction_read_only"); err != nil {
 			return d.classify(op, resource, err)
 		}

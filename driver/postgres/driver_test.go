@@ -128,3 +128,36 @@ func TestPromoteFenceAndStaleEpoch(t *testing.T) {
 		t.Fatalf("fence of an unreachable node: %v; want a retryable error", err)
 	}
 }
+
+// A primary that was down when it was fenced (its region was lost) comes
+// back read-only whoever starts it, so it cannot take writes next to the
+// new primary; a rejoin then makes it a standby that takes the new
+// primary's writes.
+func TestFencedWhileDownComesBackReadOnly(t *testing.T) {
+	ctx := timeout(t)
+	p := newPair(t, nil)
+	exec(t, ctx, p.west, "CREATE TABLE t (id int)")
+	caughtUp(t, ctx, p.d, east)
+	p.west.Kill(t)
+	must(t, p.d.Fence(ctx, target(west, 2)))
+	must(t, p.d.Promote(ctx, target(east, 2)))
+	p.west.Start(t) // the region comes back; someone starts its postgres
+	_, err := dial(t, ctx, p.west).Exec(ctx, "INSERT INTO t VALUES (1)")
+	var pgErr interface{ SQLState() string }
+	if !errors.As(err, &pgErr) || pgErr.SQLState() != "25006" {
+		t.Fatalf("a write on the old primary after it came back: %v; want read-only (25006)", err)
+	}
+	if r := role(t, ctx, p.d, west); r != lifeboat.DBFenced {
+		t.Fatalf("old primary after it came back is %s, want fenced", r)
+	}
+	exec(t, ctx, p.east, "INSERT INTO t VALUES (2)")
+	must(t, p.d.Rejoin(ctx, target(west, 2), target(east, 2)))
+	eventually(t, ctx, "the rejoined node has the new primary's write", func() (bool, error) {
+		var n int
+		err := dial(t, ctx, p.west).QueryRow(ctx, "SELECT count(*) FROM t WHERE id = 2").Scan(&n)
+		return n == 1, err
+	})
+	if r := role(t, ctx, p.d, west); r != lifeboat.DBReplica {
+		t.Fatalf("after rejoin: %s, want replica", r)
+	}
+}

@@ -261,6 +261,43 @@ func (i *Instance) WriteSettings(primaryConninfo string) error {
 	return i.stripAutoConf()
 }
 
+// fenceMark ends the line SetFence adds to lifeboat.conf.
+const fenceMark = "# fenced by Lifeboat"
+
+// SetFence adds (on) or removes the fence in lifeboat.conf: with it, the
+// node comes up read-only whoever starts it next (a person, an init
+// system, the lab healing a region), so an old primary that was down when
+// it was fenced cannot take writes when it returns. WriteSettings (rewind,
+// base backup, rejoin as a standby) drops it; Promote removes it.
+func (i *Instance) SetFence(on bool) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	path := filepath.Join(i.DataDir, settingsFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var out []string
+	for _, line := range strings.SplitAfter(string(data), "\n") {
+		if line != "" && !strings.Contains(line, fenceMark) {
+			out = append(out, line)
+		}
+	}
+	if on {
+		out = append(out, "default_transaction_read_only = on "+fenceMark+"\n")
+	}
+	if err := writeFileAtomic(path, []byte(strings.Join(out, "")), 0o600); err != nil {
+		return err
+	}
+	return Chown(path)
+}
+
+// Fenced reports whether lifeboat.conf holds the fence.
+func (i *Instance) Fenced() bool {
+	data, err := os.ReadFile(filepath.Join(i.DataDir, settingsFile))
+	return err == nil && strings.Contains(string(data), fenceMark)
+}
+
 func (i *Instance) stripAutoConf() error {
 	path := filepath.Join(i.DataDir, "postgresql.auto.conf")
 	data, err := os.ReadFile(path)
@@ -316,6 +353,9 @@ func (i *Instance) Start(ctx context.Context) error {
 	if pid, ok := i.PID(); ok {
 		i.log().Debug("already running", "datadir", i.DataDir, "pid", pid)
 		return nil
+	}
+	if err := i.clearStaleLock(ctx); err != nil {
+		return err
 	}
 	if err := touchForPostgres(i.LogFile()); err != nil {
 		return err
@@ -379,6 +419,65 @@ func (i *Instance) Kill(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// clearStaleLock removes the postmaster.pid of a dead postmaster. One that
+// was killed stays a zombie when nothing reaps it (its parent was pg_ctl,
+// and PID 1 of a container may not reap): PostgreSQL's own check sees the
+// zombie answer signal 0 and refuses to start. The file is removed only
+// once every child of the dead postmaster has exited, so nothing still
+// holds its shared memory.
+func (i *Instance) clearStaleLock(ctx context.Context) error {
+	path := filepath.Join(i.DataDir, "postmaster.pid")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || pid <= 0 || alive(pid) {
+		return nil
+	}
+	for childrenOf(pid) > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the children of the dead postmaster %d of %s have not exited: %w", pid, i.DataDir, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove the stale %s of the dead postmaster %d: %w", path, pid, err)
+	}
+	return nil
+}
+
+// childrenOf counts the live processes whose parent is pid.
+func childrenOf(pid int) int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		k := bytes.LastIndexByte(data, ')')
+		if k < 0 || k+2 >= len(data) {
+			continue
+		}
+		// After ") ": the state, then the parent's PID.
+		fields := strings.Fields(string(data[k+2:]))
+		if len(fields) >= 2 && fields[0] != "Z" && fields[1] == strconv.Itoa(pid) && alive(child) {
+			n++
+		}
+	}
+	return n
 }
 
 func alive(pid int) bool {
