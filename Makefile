@@ -20,8 +20,8 @@ test: deps
 demo: build
 	@sh scripts/demo.sh
 
-bench: deps
-	$(GO) run ./bench
+bench: build
+	LIFEBOAT_BIN=$(CURDIR)/bin/lifeboat $(GO) run ./bench
 
 schema:
 	$(GO) generate ./config

@@ -1,8 +1,12 @@
-// Command bench measures the durable step engine: journaled no-op steps
-// per second (sequential and in parallel) and the time to resume from a
-// large journal, on the embedded etcd store and on the memory store.
+// Command bench measures the durable step engine (journaled no-op steps per
+// second, sequential and in parallel, and the time to resume from a large
+// journal, on the embedded etcd store and on the memory store) and the
+// disaster-recovery operations on real PostgreSQL 15 and the lab (promote,
+// switchover and its write-unavailable window, rejoin by rewind, base
+// backup, lab up to ready), as one table.
 //
-//	go run ./bench [-steps 2000] [-resume-steps 10000] [-cpuprofile cpu.out]
+//	make bench     # builds bin/lifeboat first: the lab runs it
+//	go run ./bench [-steps 2000] [-resume-steps 10000] [-dr-runs 3] [-cpuprofile cpu.out]
 package main
 
 import (
@@ -31,8 +35,9 @@ func main() {
 	steps := flag.Int("steps", 2000, "steps per throughput run")
 	resumeSteps := flag.Int("resume-steps", 10000, "steps in the journal to resume from")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the parallel run on etcd (the one with a target) to this file")
+	drRuns := flag.Int("dr-runs", 3, "rounds of the PostgreSQL and lab measurements (their median is shown); 0 skips them")
 	flag.Parse()
-	if err := run(*steps, *resumeSteps, *cpuprofile); err != nil {
+	if err := run(*steps, *resumeSteps, *drRuns, *cpuprofile); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -42,7 +47,7 @@ type row struct {
 	what, store, measured, target, verdict string
 }
 
-func run(steps, resumeSteps int, cpuprofile string) error {
+func run(steps, resumeSteps, drRuns int, cpuprofile string) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "lifeboat-bench-")
 	if err != nil {
@@ -114,7 +119,17 @@ func run(steps, resumeSteps int, cpuprofile string) error {
 		rows = append(rows, row{fmt.Sprintf("resume from a %d-step journal (%d records)", resumeSteps, recs), s.name, d.Round(time.Millisecond).String(), target, verdict})
 	}
 
-	fmt.Printf("lifeboat engine bench · %s/%s · %d CPUs · %s\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+	if drRuns > 0 {
+		dr, err := drRows(ctx, drRuns)
+		if err != nil {
+			return fmt.Errorf("disaster-recovery operations: %w", err)
+		}
+		for i := range dr {
+			dr[i].what += fmt.Sprintf(" (median of %d)", drRuns)
+		}
+		rows = append(rows, dr...)
+	}
+	fmt.Printf("lifeboat bench · %s/%s · %d CPUs · %s\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "measure\tstore\tmeasured\ttarget\t")
 	for _, r := range rows {
