@@ -185,6 +185,11 @@ type Database struct {
 	DRMode DRMode `yaml:"dr-mode" json:"dr-mode" jsonschema:"required,enum=geo-replica,enum=backup,enum=none"`
 	// Replication of a geo-replica: async or sync.
 	Replication Replication `yaml:"replication,omitempty" json:"replication,omitempty" jsonschema:"enum=async,enum=sync"`
+	// DegradeAfter (sync only): once the standby has been gone this long,
+	// stop waiting for it, so writes go on; the degraded period is reported
+	// as RPO exposure. Absent: strict, writes wait for the standby (seed
+	// 002's trade-off).
+	DegradeAfter Duration `yaml:"degrade-after,omitempty" json:"degrade-after,omitempty"`
 	// BackupInterval is how often a backup is taken (dr-mode: backup).
 	BackupInterval Duration `yaml:"backup-interval,omitempty" json:"backup-interval,omitempty"`
 	// Restore is how long a restore takes (dr-mode: backup); used for

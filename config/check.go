@@ -207,6 +207,10 @@ func (c *checker) database(path string, db lifeboat.Database) {
 		c.errorAt(path+".replication", false, fmt.Sprintf("replication applies only to dr-mode geo-replica, and this database has dr-mode %s", db.DRMode),
 			"remove replication, or use dr-mode: geo-replica")
 	}
+	if db.DegradeAfter > 0 && db.Replication != lifeboat.ReplicationSync && c.ok(path+".degrade-after") {
+		c.errorAt(path+".degrade-after", false, "degrade-after applies only to replication: sync (it says when a synchronous standby stops being waited for)",
+			"remove degrade-after, or set replication: sync")
+	}
 }
 
 // target checks that a traffic component points at a compute component:
