@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -144,7 +146,7 @@ moves the shop to east for real.`,
 			return lab.RunShop(ctx)
 		},
 	}
-	cmd.AddCommand(up, down, status, fault, serve, shop)
+	cmd.AddCommand(up, down, status, fault, serve, shop, a.labLoadCommand(&dir), a.labCheckCommand(&dir))
 	return cmd
 }
 
@@ -237,6 +239,185 @@ func (a *app) printLabStatus(st *lab.Status) {
 func dash(s string) string {
 	if s == "" {
 		return "-"
+	}
+	return s
+}
+
+// labLoadCommand is 'lifeboat lab load': orders through the front door at a
+// steady rate, every attempt recorded for 'lab check'.
+func (a *app) labLoadCommand(dir *string) *cobra.Command {
+	o := lab.DefaultLoadOptions()
+	var rate, out string
+	cmd := &cobra.Command{
+		Use:   "load",
+		Short: "Post orders through the lab's front door at a steady rate, recording every attempt",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := parseRate(rate)
+			if err != nil {
+				return exit(exitSpec, "--rate %q: %v (want e.g. 50/s)", rate, err)
+			}
+			o.Dir, o.Rate, o.Out = *dir, r, out
+			if o.Out == "" {
+				o.Out = filepath.Join(*dir, "load.jsonl")
+			}
+			o.Progress = func(p lab.LoadProgress) {
+				line := fmt.Sprintf("%6.1fs  acknowledged %d  failed %d  region %s", p.Elapsed.Seconds(), p.Acknowledged, p.Failed, dash(p.Region))
+				if p.Skipped > 0 {
+					line += fmt.Sprintf("  skipped %d (all %d in flight)", p.Skipped, o.InFlight)
+				}
+				if p.LastError != "" {
+					line += "  " + a.paint(yellow, "failing: "+p.LastError)
+				}
+				if a.tty {
+					fmt.Fprintf(a.out, "\r\033[K%s", line)
+				} else {
+					fmt.Fprintln(a.out, line)
+				}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			rep, err := lab.Load(ctx, o)
+			if a.tty {
+				fmt.Fprintln(a.out)
+			}
+			if err != nil {
+				return exit(exitFailed, "%v", err)
+			}
+			if a.json() {
+				return a.printJSON(rep)
+			}
+			fmt.Fprintf(a.out, "load done in %s: %d attempts, %d acknowledged, %d failed; attempts in %s\n",
+				rep.Took.Round(time.Millisecond), rep.Attempts, rep.Acknowledged, rep.Failed, rep.Out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&rate, "rate", "50/s", "orders per second (a ceiling: never more)")
+	cmd.Flags().DurationVar(&o.For, "for", 0, "stop after this long (0: until SIGINT or SIGTERM)")
+	cmd.Flags().StringVar(&out, "out", "", "JSON-lines file each attempt is appended to (default DIR/load.jsonl)")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", o.Timeout, "how long one order may take before it counts as failed")
+	return cmd
+}
+
+// parseRate reads "50/s", "50", "3000/m".
+func parseRate(s string) (float64, error) {
+	num, unit, _ := strings.Cut(s, "/")
+	r, err := strconv.ParseFloat(num, 64)
+	if err != nil {
+		return 0, err
+	}
+	switch unit {
+	case "", "s":
+	case "m":
+		r /= 60
+	default:
+		return 0, fmt.Errorf("unit %q: use /s or /m", unit)
+	}
+	if r <= 0 {
+		return 0, fmt.Errorf("want a positive rate")
+	}
+	return r, nil
+}
+
+// labCheckCommand is 'lifeboat lab check': is every acknowledged order of a
+// load on the primary, or kept in quarantine?
+func (a *app) labCheckCommand(dir *string) *cobra.Command {
+	o := lab.DefaultCheckOptions()
+	var in string
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Check that every order a load saw acknowledged is on the primary (or quarantined), and show the write-unavailable windows",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Dir, o.In = *dir, in
+			if o.In == "" {
+				o.In = filepath.Join(*dir, "load.jsonl")
+			}
+			rep, err := lab.Check(cmd.Context(), o)
+			if err != nil {
+				return exit(exitFailed, "%v", err)
+			}
+			if a.json() {
+				if err := a.printJSON(rep); err != nil {
+					return err
+				}
+			} else {
+				a.printCheck(rep)
+			}
+			if !rep.OK() {
+				return &exitError{code: exitFailed, err: errShown}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&in, "in", "", "the load's JSON-lines output (default DIR/load.jsonl)")
+	return cmd
+}
+
+func (a *app) printCheck(rep *lab.CheckReport) {
+	fmt.Fprintf(a.out, "checked on %s: %d attempts\n", rep.Primary, rep.Attempts)
+	fmt.Fprintf(a.out, "  acknowledged %d\n  present      %d\n  missing      %d\n", rep.Acknowledged, rep.Present, len(rep.Missing))
+	shownQ, hiddenQ := 0, 0
+	for _, m := range rep.Missing {
+		// Every lost order is listed; quarantined ones only the first few
+		// (-o json has them all).
+		if m.Quarantine != "" {
+			if shownQ >= 5 {
+				hiddenQ++
+				continue
+			}
+			shownQ++
+		}
+		what := a.paint(red, "LOST")
+		switch {
+		case m.Quarantine != "":
+			what = fmt.Sprintf("quarantined, not lost: xid %d committed %s, in %s", m.XID, m.Committed.Format("15:04:05.000"), m.Quarantine)
+		case m.Other != "":
+			what += fmt.Sprintf(" (id %d now holds another order, %q)", m.ID, m.Other)
+		}
+		fmt.Fprintf(a.out, "    order %d (%s, acknowledged by %s at %s): %s\n", m.ID, m.Item, m.Region, m.At.Local().Format("15:04:05.000"), what)
+	}
+	if hiddenQ > 0 {
+		fmt.Fprintf(a.out, "    … and %d more quarantined, not lost (all of them: lifeboat lab check -o json)\n", hiddenQ)
+	}
+	fmt.Fprintln(a.out)
+	if len(rep.Windows) == 0 {
+		fmt.Fprintln(a.out, "write-unavailable windows: none (every attempt was acknowledged)")
+	} else {
+		fmt.Fprintln(a.out, "write-unavailable windows (first failed attempt → first acknowledged one after it):")
+		tw := a.table()
+		fmt.Fprintln(tw, "  START\tEND\tDURATION\tFAILED\tREGION\tFIRST ERROR")
+		for _, w := range rep.Windows {
+			end, moved := w.End.Local().Format("15:04:05.000"), dash(w.From)+" → "+dash(w.To)
+			if w.Open {
+				end += " (still failing)"
+				moved = dash(w.From) + " → ?"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\n", w.Start.Local().Format("15:04:05.000"), end, w.Duration.Round(time.Millisecond), w.Failed, moved, clip(w.Error, 70))
+		}
+		tw.Flush()
+	}
+	for _, q := range rep.Quarantines {
+		fmt.Fprintf(a.out, "\nquarantine %s (%d transaction(s)):\n", q.Dir, q.Transactions)
+		for _, l := range q.Summary {
+			fmt.Fprintln(a.out, "  "+l)
+		}
+	}
+	fmt.Fprintln(a.out)
+	lost, quarantined := len(rep.Lost()), len(rep.Missing)-len(rep.Lost())
+	switch {
+	case lost > 0:
+		fmt.Fprintf(a.out, "%s %d acknowledged order(s) LOST: on neither the primary nor in any quarantine\n", a.paint(red, "✗"), lost)
+	case quarantined > 0:
+		fmt.Fprintf(a.out, "%s no acknowledged order lost: %d present, %d quarantined, not lost (recover them from the quarantine dir)\n", a.paint(green, "✓"), rep.Present, quarantined)
+	default:
+		fmt.Fprintf(a.out, "%s zero lost writes: all %d acknowledged orders are on the primary\n", a.paint(green, "✓"), rep.Acknowledged)
+	}
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
 	}
 	return s
 }
