@@ -1,9 +1,11 @@
-# Lifeboat: `make demo` walks a failover and a failback of the example
-# service; `make test` runs every test. Both install what they need first.
+# Lifeboat: `make demo` runs a real two-region lab on this machine and walks
+# a failover and a failback of it under load; `make demo-script` walks the
+# script-driver example; `make test` runs every test. All install what they
+# need first.
 GO      ?= go
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all deps build test demo bench schema clean
+.PHONY: all deps build test demo demo-script bench schema clean
 
 all: build
 
@@ -18,6 +20,9 @@ test: deps
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 demo: build
+	@sh scripts/demo-lab.sh
+
+demo-script: build
 	@sh scripts/demo.sh
 
 bench: build
@@ -27,4 +32,4 @@ schema:
 	$(GO) generate ./config
 
 clean:
-	rm -rf bin demo
+	rm -rf bin demo demo-lab
