@@ -180,9 +180,7 @@ func (d *daemon) start(ctx context.Context, stops *[]func()) error {
 		*stops = append(*stops, func() { _ = link.Close() })
 	}
 
-	// PostgreSQL: Lifeboat runs the hosts (DataDir set). The driver reaches
-	// each node directly: it cannot yet give a node a different address for
-	// its peer, so a switchover or rejoin streams outside the WAN link.
+	// PostgreSQL: Lifeboat runs the hosts (DataDir set).
 	d.setPhase("starting PostgreSQL")
 	pcfg := postgres.DefaultConfig()
 	pcfg.User, pcfg.Password = DBUser, DBPassword
@@ -190,8 +188,13 @@ func (d *daemon) start(ctx context.Context, stops *[]func()) error {
 	pcfg.StateDir = filepath.Join(in.Dir, "pgstate")
 	pcfg.Log = d.log
 	pcfg.Nodes = map[string]postgres.Node{}
+	// Each node is reached from the other region through that region's
+	// WAN link, so a partition cuts replication whichever way it flows.
+	peerOf := map[string]*RegionInfo{west.Name: east, east.Name: west}
 	for _, r := range []*RegionInfo{west, east} {
-		pcfg.Nodes[Resource(Orders, r.Name)] = postgres.Node{Region: r.Name, Host: loopback, Port: port(r.Postgres), DataDir: filepath.Join(r.Dir, "pg")}
+		other := peerOf[r.Name]
+		pcfg.Nodes[Resource(Orders, r.Name)] = postgres.Node{Region: r.Name, Host: loopback, Port: port(r.Postgres), DataDir: filepath.Join(r.Dir, "pg"),
+			ReachedFrom: map[string]string{other.Name: other.PeerPostgres}}
 	}
 	if d.pg, err = postgres.New(pcfg); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
 	"time"
@@ -36,6 +37,11 @@ type Node struct {
 	DataDir string
 	// Settings are extra per-node PostgreSQL settings (DataDir nodes).
 	Settings map[string]string
+	// ReachedFrom is the address ("host:port") at which nodes of another
+	// region reach this one, by region name: a WAN link, a VPN endpoint.
+	// Replication and pg_rewind from that region go there; Host and Port
+	// are used otherwise.
+	ReachedFrom map[string]string
 }
 
 // Config of the driver.
@@ -99,6 +105,11 @@ func ValidateConfig(c Config) error {
 		}
 		if n.Host == "" {
 			bad("postgres node %s: host is empty", name)
+		}
+		for region, addr := range n.ReachedFrom {
+			if _, p, err := net.SplitHostPort(addr); err != nil || p == "" {
+				bad("postgres node %s: reached-from %s is %q, not host:port (e.g. 127.0.0.1:25402)", name, region, addr)
+			}
 		}
 		if n.Port <= 0 || n.Port > 65535 {
 			bad("postgres node %s: port %d is not a TCP port", name, n.Port)

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -128,8 +130,22 @@ func (d *Driver) dsn(resource string) string {
 
 // streamConninfo is how follower streams from primary.
 func (d *Driver) streamConninfo(follower, primary string) string {
-	p := d.cfg.Nodes[primary]
-	return Conninfo(p.Host, p.Port, d.cfg.ReplicationUser, d.cfg.ReplicationPassword, "", follower)
+	host, port := d.reach(follower, primary)
+	return Conninfo(host, port, d.cfg.ReplicationUser, d.cfg.ReplicationPassword, "", follower)
+}
+
+// reach is where the node from reaches the node to: through to's
+// ReachedFrom address for from's region when there is one.
+func (d *Driver) reach(from, to string) (string, int) {
+	t := d.cfg.Nodes[to]
+	if addr, ok := t.ReachedFrom[d.cfg.Nodes[from].Region]; ok {
+		if host, p, err := net.SplitHostPort(addr); err == nil {
+			if port, err := strconv.Atoi(p); err == nil {
+				return host, port
+			}
+		}
+	}
+	return t.Host, t.Port
 }
 
 // conn connects to a node; failures are transient (the node may come back).

@@ -169,7 +169,8 @@ func (d *Driver) Rejoin(ctx context.Context, t lifeboat.Target, primary lifeboat
 		return d.classify(op, primary.Resource, fmt.Errorf("checkpoint before pg_rewind: %w", err))
 	}
 	method := "rewind"
-	source := Conninfo(pn.Host, pn.Port, d.cfg.User, d.cfg.Password, d.cfg.Database, t.Resource)
+	host, port := d.reach(t.Resource, primary.Resource)
+	source := Conninfo(host, port, d.cfg.User, d.cfg.Password, d.cfg.Database, t.Resource)
 	if err := inst.Rewind(ctx, source); err != nil {
 		if ctx.Err() != nil {
 			return lifeboat.Transient(op, t.Resource, err)
