@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -352,5 +353,21 @@ func TestDownAfterDaemonCrash(t *testing.T) {
 	}
 	if ports := listeningPorts(ctx, in, 0); len(ports) > 0 {
 		t.Errorf("ports still listening after lab down: %v", ports)
+	}
+}
+
+func TestReplicationOptions(t *testing.T) {
+	o := DefaultOptions()
+	o.Replication = "semi-sync"
+	if err := ValidateOptions(o); err == nil || !strings.Contains(err.Error(), "use async or sync") {
+		t.Errorf("a bad replication: %v", err)
+	}
+	o.Replication, o.DegradeAfter = "async", time.Second
+	if err := ValidateOptions(o); err == nil || !strings.Contains(err.Error(), "only to --replication sync") {
+		t.Errorf("degrade-after with async: %v", err)
+	}
+	o.Replication = "sync"
+	if err := ValidateOptions(o); err != nil {
+		t.Errorf("sync with degrade-after: %v", err)
 	}
 }

@@ -95,6 +95,10 @@ type RegionInfo struct {
 // Info describes a lab: what is where.
 type Info struct {
 	Dir string `json:"dir"`
+	// Replication of the orders database: async (default) or sync, and
+	// for sync how long a missing standby is waited for ("" = strict).
+	Replication  string `json:"replication,omitempty"`
+	DegradeAfter string `json:"degrade_after,omitempty"`
 	// URL is the daemon's address: the agent (/v1/...) and the lab's own
 	// endpoints (/lab/...).
 	URL string `json:"url"`

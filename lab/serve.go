@@ -196,6 +196,15 @@ func (d *daemon) start(ctx context.Context, stops *[]func()) error {
 		pcfg.Nodes[Resource(Orders, r.Name)] = postgres.Node{Region: r.Name, Host: loopback, Port: port(r.Postgres), DataDir: filepath.Join(r.Dir, "pg"),
 			ReachedFrom: map[string]string{other.Name: other.PeerPostgres}}
 	}
+	if in.Replication == "sync" {
+		r := postgres.Replication{Mode: postgres.ModeSync}
+		if in.DegradeAfter != "" {
+			if r.DegradeAfter, err = time.ParseDuration(in.DegradeAfter); err != nil {
+				return fmt.Errorf("the lab's degrade-after %q: %w", in.DegradeAfter, err)
+			}
+		}
+		pcfg.Replication = map[string]postgres.Replication{Service + "-" + Unit + "-" + Orders: r}
+	}
 	if d.pg, err = postgres.New(pcfg); err != nil {
 		return err
 	}
@@ -208,6 +217,19 @@ func (d *daemon) start(ctx context.Context, stops *[]func()) error {
 	via := postgres.Conninfo(loopback, port(east.PeerPostgres), ReplUser, ReplPassword, "", ei.Name)
 	if err := d.startPostgres(ctx, ei, via); err != nil {
 		return err
+	}
+	if in.Replication == "sync" {
+		// Whichever node is the primary now waits for its standby.
+		for _, r := range []string{Resource(Orders, West), Resource(Orders, East)} {
+			if st, err := d.pg.Status(ctx, lifeboat.Target{Resource: r}); err == nil && st.Role == lifeboat.DBPrimary {
+				if err := d.pg.SetReplication(ctx, r); err != nil {
+					return fmt.Errorf("synchronous replication on %s: %w", r, err)
+				}
+			}
+		}
+		if pcfg.Replication[Service+"-"+Unit+"-"+Orders].DegradeAfter > 0 {
+			go func() { _ = d.pg.WatchSync(ctx, Service+"-"+Unit+"-"+Orders, 250*time.Millisecond) }()
+		}
 	}
 
 	// The shop's scale sets: the lab binary itself, per region.

@@ -43,7 +43,8 @@ units:
       orders:
         engine: postgres
         dr-mode: geo-replica
-        replication: async
+        replication: {{.Replication}}{{if .DegradeAfter}}
+        degrade-after: {{.DegradeAfter}}{{end}}
         lag: 1s
     traffic:
       www:
@@ -64,7 +65,12 @@ func writeSpec(in *Info) error {
 	if err != nil {
 		return fmt.Errorf("writing the lab's spec: %w", err)
 	}
-	err = specTemplate.Execute(f, map[string]string{"Service": Service, "Checksum": in.Checksum, "URL": in.URL, "Host": HostName})
+	repl := in.Replication
+	if repl == "" {
+		repl = "async"
+	}
+	err = specTemplate.Execute(f, map[string]string{"Service": Service, "Checksum": in.Checksum, "URL": in.URL, "Host": HostName,
+		"Replication": repl, "DegradeAfter": in.DegradeAfter})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

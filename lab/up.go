@@ -39,6 +39,11 @@ type Options struct {
 	DaemonArgs []string
 	// ReadyTimeout bounds the wait for the daemon to report ready.
 	ReadyTimeout time.Duration
+	// Replication of the orders database when the lab is laid out: async
+	// (default) or sync; DegradeAfter (sync only) stops waiting for a
+	// missing standby after that long (0: strict).
+	Replication  string
+	DegradeAfter time.Duration
 }
 
 // DefaultOptions returns the defaults: the lab in ./lab.
@@ -57,6 +62,14 @@ func ValidateOptions(o Options) error {
 	}
 	if o.ReadyTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("lab: ReadyTimeout %s must be positive", o.ReadyTimeout))
+	}
+	switch o.Replication {
+	case "", "async", "sync":
+	default:
+		errs = append(errs, fmt.Errorf("lab: --replication %q: use async or sync", o.Replication))
+	}
+	if o.DegradeAfter > 0 && o.Replication != "sync" {
+		errs = append(errs, errors.New("lab: --degrade-after applies only to --replication sync"))
 	}
 	return errors.Join(errs...)
 }
@@ -119,6 +132,10 @@ func Up(ctx context.Context, o Options) (*Info, error) {
 	} else if errors.Is(err, os.ErrNotExist) {
 		if in, err = newLayout(dir); err != nil {
 			return nil, err
+		}
+		in.Replication = o.Replication
+		if o.DegradeAfter > 0 {
+			in.DegradeAfter = o.DegradeAfter.String()
 		}
 	} else {
 		return nil, err

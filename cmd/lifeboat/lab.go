@@ -34,6 +34,8 @@ moves the shop to east for real.`,
 	}
 	cmd.PersistentFlags().StringVar(&dir, "dir", "lab", "the lab's directory")
 
+	var replication string
+	var degradeAfter time.Duration
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Start the lab (or say it already runs) and show what is where",
@@ -41,6 +43,7 @@ moves the shop to east for real.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o := lab.DefaultOptions()
 			o.Dir = dir
+			o.Replication, o.DegradeAfter = replication, degradeAfter
 			in, err := lab.Up(cmd.Context(), o)
 			if err != nil {
 				return exit(exitFailed, "%v", err)
@@ -48,6 +51,9 @@ moves the shop to east for real.`,
 			return a.printLab(cmd.Context(), in)
 		},
 	}
+
+	up.Flags().StringVar(&replication, "replication", "async", "replication of the orders database when the lab is laid out: async or sync")
+	up.Flags().DurationVar(&degradeAfter, "degrade-after", 0, "sync only: stop waiting for a missing standby after this long (0: strict, writes wait)")
 
 	down := &cobra.Command{
 		Use:   "down",
