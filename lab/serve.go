@@ -390,6 +390,10 @@ type Status struct {
 	Links     []LinkStatus     `json:"links"`
 	Databases []DatabaseStatus `json:"databases"`
 	ScaleSets []ScaleSetStatus `json:"scale_sets"`
+	// Replication of the orders database, and the periods a synchronous
+	// primary stopped waiting for its standby (RPO exposure).
+	Replication string              `json:"replication"`
+	Exposures   []postgres.Exposure `json:"exposures,omitempty"`
 	// Down lists regions a region-down fault stopped.
 	Down []string `json:"down,omitempty"`
 	// PIDs of every process the lab runs now.
@@ -430,6 +434,15 @@ func (d *daemon) status(ctx context.Context) Status {
 	var s Status
 	s.Ready, s.Phase, s.URL = d.ready.Load(), *d.phase.Load(), d.in.URL
 	s.Front.Addr = d.in.Front
+	s.Replication = d.in.Replication
+	if s.Replication == "" {
+		s.Replication = "async"
+	} else if d.in.DegradeAfter != "" {
+		s.Replication += ", degrade after " + d.in.DegradeAfter
+	}
+	if d.pg != nil {
+		s.Exposures = d.pg.Exposures(Service + "-" + Unit + "-" + Orders)
+	}
 	if d.front != nil {
 		s.Front.Region, s.Front.Epoch = d.front.Route()
 	}

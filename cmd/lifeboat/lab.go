@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lifeboat-dr/lifeboat"
 	"github.com/lifeboat-dr/lifeboat/lab"
 	"github.com/spf13/cobra"
 )
@@ -219,7 +220,7 @@ func (a *app) printLabStatus(st *lab.Status) {
 		role, pid := d.Role, "-"
 		if d.Error != "" {
 			role = "down"
-		} else if d.Fenced {
+		} else if d.Fenced && role != "fenced" {
 			role += " (fenced)"
 		}
 		if d.PID != 0 {
@@ -228,6 +229,15 @@ func (a *app) printLabStatus(st *lab.Status) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%dB\n", d.Resource, d.Addr, pid, role, d.Timeline, dash(d.ReplicationState), d.LagBytes)
 	}
 	tw.Flush()
+	fmt.Fprintf(a.out, "replication: %s\n", st.Replication)
+	for _, e := range st.Exposures {
+		end, took := "still degraded", time.Since(e.Start)
+		if !e.End.IsZero() {
+			end, took = e.End.Local().Format("15:04:05.000"), e.End.Sub(e.Start)
+		}
+		fmt.Fprintf(a.out, "  %s RPO exposure: %s stopped waiting for its standby %s → %s (%s): writes then were not on two copies\n",
+			a.paint(yellow, "!"), e.Primary, e.Start.Local().Format("15:04:05.000"), end, lifeboat.FormatDuration(took))
+	}
 	fmt.Fprintln(a.out)
 	tw = a.table()
 	fmt.Fprintln(tw, "INSTANCE\tPORT\tPID\tHEALTHY\tRESTARTS")
