@@ -106,3 +106,30 @@ func staleEpochRefused(t *testing.T, ctx context.Context, s *lifeboat.Spec, d li
 		}
 	}
 }
+
+// Spec is a service with every kind of component, for driver tests: a
+// storefront unit (a warm web tier, a geo-replicated orders database, a
+// public name) and a reports unit (a cold worker, a warehouse database kept
+// by backups every 15 minutes), in regions west and east.
+func Spec() *lifeboat.Spec {
+	return &lifeboat.Spec{
+		Service: "shop",
+		Regions: lifeboat.Regions{Primary: lifeboat.Region{Name: "west"}, Secondary: lifeboat.Region{Name: "east"}},
+		Units: map[string]lifeboat.Unit{
+			"storefront": {
+				Compute: map[string]lifeboat.Compute{"web": {
+					Recipe:  lifeboat.Recipe{Artifact: "./bin/shop", Command: []string{"./shop"}},
+					Standby: lifeboat.StandbyWarm, Instances: lifeboat.Instances{Primary: 3, Secondary: 3}}},
+				Databases: map[string]lifeboat.Database{"orders": {Engine: "postgres", DRMode: lifeboat.DRGeoReplica}},
+				Traffic:   map[string]lifeboat.Traffic{"www": {Names: []string{"shop.example.test"}, Target: "web"}},
+			},
+			"reports": {
+				Compute: map[string]lifeboat.Compute{"worker": {
+					Recipe:  lifeboat.Recipe{Artifact: "./bin/reports", Command: []string{"./reports"}},
+					Standby: lifeboat.StandbyCold, Instances: lifeboat.Instances{Primary: 2, Secondary: 1}}},
+				Databases: map[string]lifeboat.Database{"warehouse": {Engine: "postgres", DRMode: lifeboat.DRBackup,
+					BackupInterval: lifeboat.Duration(15 * time.Minute)}},
+			},
+		},
+	}
+}

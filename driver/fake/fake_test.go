@@ -12,30 +12,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/driver/drivertest"
 )
 
-// spec is the example service: storefront (warm web, geo-replica orders,
-// traffic www) and reports (cold worker, warehouse with backups).
-func spec() *lifeboat.Spec {
-	return &lifeboat.Spec{
-		Service: "shop",
-		Regions: lifeboat.Regions{Primary: lifeboat.Region{Name: "west"}, Secondary: lifeboat.Region{Name: "east"}},
-		Units: map[string]lifeboat.Unit{
-			"storefront": {
-				Compute: map[string]lifeboat.Compute{"web": {
-					Recipe:  lifeboat.Recipe{Artifact: "./bin/shop", Command: []string{"./shop"}},
-					Standby: lifeboat.StandbyWarm, Instances: lifeboat.Instances{Primary: 3, Secondary: 3}}},
-				Databases: map[string]lifeboat.Database{"orders": {Engine: "postgres", DRMode: lifeboat.DRGeoReplica}},
-				Traffic:   map[string]lifeboat.Traffic{"www": {Names: []string{"shop.example.test"}, Target: "web"}},
-			},
-			"reports": {
-				Compute: map[string]lifeboat.Compute{"worker": {
-					Recipe:  lifeboat.Recipe{Artifact: "./bin/reports", Command: []string{"./reports"}},
-					Standby: lifeboat.StandbyCold, Instances: lifeboat.Instances{Primary: 2, Secondary: 1}}},
-				Databases: map[string]lifeboat.Database{"warehouse": {Engine: "postgres", DRMode: lifeboat.DRBackup,
-					BackupInterval: lifeboat.Duration(15 * time.Minute)}},
-			},
-		},
-	}
-}
+func spec() *lifeboat.Spec { return drivertest.Spec() }
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
