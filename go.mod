@@ -15,6 +15,8 @@ require (
 	gopkg.in/yaml.v3 v3.0.1
 )
 
+require github.com/miekg/dns v1.1.73 // indirect
+
 require (
 	github.com/Shopify/toxiproxy/v2 v2.12.0
 	github.com/bahlo/generic-list-go v0.2.0 // indirect

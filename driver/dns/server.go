@@ -1,0 +1,374 @@
+package dns
+
+import (
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Server is the authoritative server of one zone. It is safe for
+// concurrent use.
+type Server struct {
+	cfg  Config
+	zone string
+	log  *slog.Logger
+	now  func() time.Time
+
+	mu     sync.RWMutex
+	serial uint32
+	names  map[string]*record // by canonical name
+	alerts []Alert
+
+	randMu sync.Mutex
+	rand   *rand.Rand
+
+	udp, tcp *dns.Server
+	addr     string
+}
+
+// New returns a server for c; Start serves it.
+func New(c Config) (*Server, error) {
+	if err := ValidateConfig(c); err != nil {
+		return nil, err
+	}
+	c.Zone = canon(c.Zone)
+	if !dns.IsFqdn(c.SOA.RName) {
+		c.SOA.RName = c.SOA.RName + "." + c.Zone
+	}
+	if c.SOA.MName == "" {
+		c.SOA.MName = c.NS[0].Name
+	}
+	c.SOA.MName, c.SOA.RName = canon(c.SOA.MName), canon(c.SOA.RName)
+	for i := range c.NS {
+		c.NS[i].Name = canon(c.NS[i].Name)
+	}
+	if c.Log == nil {
+		c.Log = DefaultConfig().Log
+	}
+	r := c.Rand
+	if r == nil {
+		var seed [16]byte
+		_, _ = crand.Read(seed[:])
+		r = rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
+	}
+	return &Server{cfg: c, zone: c.Zone, log: c.Log.With("zone", c.Zone), now: time.Now,
+		serial: uint32(time.Now().Unix()), names: map[string]*record{}, rand: r}, nil
+}
+
+// Start listens on UDP and TCP (same port) and serves in the background.
+func (s *Server) Start() error {
+	if s.udp != nil {
+		return errors.New("dns: server already started")
+	}
+	pc, ln, err := listenBoth(s.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	s.addr = pc.LocalAddr().String()
+	s.udp = &dns.Server{PacketConn: pc, Handler: s}
+	s.tcp = &dns.Server{Listener: ln, Handler: s}
+	for _, srv := range []*dns.Server{s.udp, s.tcp} {
+		started, failed := make(chan struct{}), make(chan error, 1)
+		srv.NotifyStartedFunc = func() { close(started) }
+		go func() { failed <- srv.ActivateAndServe() }()
+		select {
+		case <-started:
+		case err := <-failed:
+			pc.Close()
+			ln.Close()
+			s.udp = nil
+			return fmt.Errorf("dns: cannot serve on %s: %w", s.addr, err)
+		}
+	}
+	s.log.Info("dns: serving", "addr", s.addr, "serial", s.Serial())
+	return nil
+}
+
+// listenBoth binds UDP and then TCP on the same port; with port 0 the
+// TCP port may be taken, so it tries a few ports.
+func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+	var lastErr error
+	for range 10 {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dns: cannot listen on udp %s: %w (is another server on that port?)", addr, err)
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		lastErr = err
+		if _, port, _ := net.SplitHostPort(addr); port != "0" {
+			break
+		}
+	}
+	return nil, nil, fmt.Errorf("dns: cannot listen on tcp next to udp %s: %w (is another server on that port?)", addr, lastErr)
+}
+
+// Addr is the host:port the server answers on (after Start).
+func (s *Server) Addr() string { return s.addr }
+
+// Close stops serving.
+func (s *Server) Close() error {
+	if s.udp == nil {
+		return nil
+	}
+	err := errors.Join(s.udp.Shutdown(), s.tcp.Shutdown())
+	s.udp = nil
+	return err
+}
+
+// Serial is the zone's current SOA serial.
+func (s *Server) Serial() uint32 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.serial
+}
+
+// ServeDNS answers one query.
+func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	m := s.answer(req)
+	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+		size := dns.MinMsgSize
+		if o := req.IsEdns0(); o != nil {
+			size = int(o.UDPSize())
+		}
+		m.Truncate(size)
+	}
+	_ = w.WriteMsg(m)
+}
+
+// maxUDP is the EDNS0 buffer size we advertise: the DNS flag day 2020
+// value, which avoids IP fragmentation.
+const maxUDP = 1232
+
+// answer builds the response to req, before truncation.
+func (s *Server) answer(req *dns.Msg) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetReply(req)
+	m.Compress = true
+	if o := req.IsEdns0(); o != nil {
+		m.SetEdns0(maxUDP, false)
+		if o.Version() != 0 {
+			m.Rcode = dns.RcodeBadVers
+			return m
+		}
+	}
+	if req.Opcode != dns.OpcodeQuery {
+		m.Rcode = dns.RcodeNotImplemented
+		return m
+	}
+	if len(req.Question) != 1 {
+		m.Rcode = dns.RcodeFormatError
+		return m
+	}
+	q := req.Question[0]
+	qname := canon(q.Name)
+	if (q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY) || !dns.IsSubDomain(s.zone, qname) {
+		m.Rcode = dns.RcodeRefused // not ours: we are no resolver
+		return m
+	}
+	m.Authoritative = true
+	if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {
+		m.Rcode = dns.RcodeRefused // no zone transfers: every server is a primary
+		return m
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	rrs, exists := s.lookup(q.Name, qname, q.Qtype)
+	switch {
+	case len(rrs) > 0:
+		m.Answer = rrs
+		if qname == s.zone && q.Qtype == dns.TypeNS {
+			m.Extra = append(m.Extra, s.glue()...)
+		}
+	case exists:
+		m.Ns = []dns.RR{s.negativeSOA()} // NODATA
+	default:
+		m.Rcode = dns.RcodeNameError
+		m.Ns = []dns.RR{s.negativeSOA()}
+	}
+	return m
+}
+
+// lookup returns the records of qtype at qname, and whether qname exists
+// at all (has records of some type, or names below it do: an empty
+// non-terminal exists). s.mu must be held.
+func (s *Server) lookup(asked, qname string, qtype uint16) ([]dns.RR, bool) {
+	var rrs []dns.RR
+	want := func(t uint16) bool { return qtype == t || qtype == dns.TypeANY }
+	hdr := func(t uint16, ttl uint32) dns.RR_Header {
+		return dns.RR_Header{Name: asked, Rrtype: t, Class: dns.ClassINET, Ttl: ttl}
+	}
+	exists := false
+	if qname == s.zone {
+		exists = true
+		if want(dns.TypeSOA) {
+			soa := s.soa()
+			soa.Hdr.Name = asked
+			rrs = append(rrs, soa)
+		}
+		if want(dns.TypeNS) {
+			for _, ns := range s.cfg.NS {
+				rrs = append(rrs, &dns.NS{Hdr: hdr(dns.TypeNS, seconds(s.cfg.SOA.TTL)), Ns: ns.Name})
+			}
+		}
+	}
+	for _, ns := range s.cfg.NS {
+		if ns.Name == qname && dns.IsSubDomain(s.zone, ns.Name) {
+			exists = true
+			if rr := addrRR(hdr, ns.Addr, seconds(s.cfg.SOA.TTL), qtype); rr != nil {
+				rrs = append(rrs, rr)
+			}
+		}
+	}
+	if r := s.names[qname]; r != nil {
+		exists = true
+		ttl := seconds(r.TTL)
+		for _, a := range s.pick(r) {
+			if rr := addrRR(hdr, a, ttl, qtype); rr != nil {
+				rrs = append(rrs, rr)
+			}
+		}
+	}
+	if base, ok := cutDebugLabel(qname); ok {
+		if r := s.names[base]; r != nil {
+			exists = true
+			if want(dns.TypeTXT) {
+				rrs = append(rrs, &dns.TXT{Hdr: hdr(dns.TypeTXT, 0), Txt: []string{debugText(r)}})
+			}
+		}
+	}
+	if !exists {
+		exists = s.hasBelow(qname)
+	}
+	return rrs, exists
+}
+
+// debugLabel prefixes a traffic name to get its TXT record for people.
+const debugLabel = "_lifeboat."
+
+func cutDebugLabel(qname string) (string, bool) {
+	if len(qname) > len(debugLabel) && qname[:len(debugLabel)] == debugLabel {
+		return qname[len(debugLabel):], true
+	}
+	return "", false
+}
+
+func debugText(r *record) string {
+	region := r.route.region
+	if r.weighted() {
+		regions, weights := r.candidates()
+		region = ""
+		for i, reg := range regions {
+			if i > 0 {
+				region += ","
+			}
+			region += fmt.Sprintf("%s:%d", reg, weights[i])
+		}
+	}
+	txt := fmt.Sprintf("epoch=%d region=%s since=%s", r.route.epoch, region, r.route.since.UTC().Format(time.RFC3339))
+	if r.failClosed {
+		txt += " fail-closed=true"
+	}
+	return txt
+}
+
+// hasBelow reports whether some record lives under qname (an empty
+// non-terminal, which is NODATA, not NXDOMAIN).
+func (s *Server) hasBelow(qname string) bool {
+	for n := range s.names {
+		if dns.IsSubDomain(qname, n) {
+			return true
+		}
+	}
+	for _, ns := range s.cfg.NS {
+		if dns.IsSubDomain(qname, ns.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+func addrRR(hdr func(uint16, uint32) dns.RR_Header, a netip.Addr, ttl uint32, qtype uint16) dns.RR {
+	a = a.Unmap()
+	switch {
+	case a.Is4() && (qtype == dns.TypeA || qtype == dns.TypeANY):
+		return &dns.A{Hdr: hdr(dns.TypeA, ttl), A: a.AsSlice()}
+	case a.Is6() && (qtype == dns.TypeAAAA || qtype == dns.TypeANY):
+		return &dns.AAAA{Hdr: hdr(dns.TypeAAAA, ttl), AAAA: a.AsSlice()}
+	}
+	return nil
+}
+
+// glue returns the addresses of the name servers inside the zone.
+func (s *Server) glue() []dns.RR {
+	var out []dns.RR
+	for _, ns := range s.cfg.NS {
+		if !dns.IsSubDomain(s.zone, ns.Name) || !ns.Addr.IsValid() {
+			continue
+		}
+		hdr := func(t uint16, ttl uint32) dns.RR_Header {
+			return dns.RR_Header{Name: ns.Name, Rrtype: t, Class: dns.ClassINET, Ttl: ttl}
+		}
+		out = append(out, addrRR(hdr, ns.Addr, seconds(s.cfg.SOA.TTL), dns.TypeANY))
+	}
+	return out
+}
+
+func (s *Server) soa() *dns.SOA {
+	c := s.cfg.SOA
+	return &dns.SOA{Hdr: dns.RR_Header{Name: s.zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: seconds(c.TTL)},
+		Ns: c.MName, Mbox: c.RName, Serial: s.serial,
+		Refresh: seconds(c.Refresh), Retry: seconds(c.Retry), Expire: seconds(c.Expire), Minttl: seconds(c.Minimum)}
+}
+
+// negativeSOA is the SOA for the authority section of NXDOMAIN and NODATA:
+// its TTL is the negative-caching time (RFC 2308 §3).
+func (s *Server) negativeSOA() *dns.SOA {
+	soa := s.soa()
+	soa.Hdr.Ttl = min(soa.Hdr.Ttl, soa.Minttl)
+	return soa
+}
+
+// pick returns the addresses a query for r gets now: for a priority name,
+// its active region's; for a weighted name, one region's, picked with
+// probability weight/sum among the regions that have a healthy endpoint
+// (or, failing closed, a last known good answer). s.mu must be held.
+func (s *Server) pick(r *record) []netip.Addr {
+	regions, weights := r.candidates()
+	if len(regions) == 1 {
+		return r.serving(regions[0])
+	}
+	total := 0
+	live := make([]int, len(regions))
+	for i, reg := range regions {
+		if len(r.healthy(reg)) > 0 || r.failClosed && len(r.lkg[reg]) > 0 {
+			live[i] = weights[i]
+			total += weights[i]
+		}
+	}
+	if total == 0 {
+		return nil
+	}
+	s.randMu.Lock()
+	n := s.rand.IntN(total)
+	s.randMu.Unlock()
+	for i, w := range live {
+		if n < w {
+			return r.serving(regions[i])
+		}
+		n -= w
+	}
+	return nil
+}
