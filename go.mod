@@ -15,7 +15,7 @@ require (
 	gopkg.in/yaml.v3 v3.0.1
 )
 
-require github.com/miekg/dns v1.1.73 // indirect
+require github.com/miekg/dns v1.1.73
 
 require (
 	github.com/Shopify/toxiproxy/v2 v2.12.0

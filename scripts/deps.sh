@@ -6,7 +6,7 @@ set -eu
 # Debian packages the demo and tests use: PostgreSQL 15 for the database
 # driver, the shop example and the lab (its binaries are used directly from
 # /usr/lib/postgresql/15/bin; no system cluster is needed).
-PACKAGES="postgresql-15 dnsutils"
+PACKAGES="postgresql-15 dnsutils bind9"
 
 missing=""
 for p in $PACKAGES; do
