@@ -5,7 +5,8 @@ set -eu
 
 # Debian packages the demo and tests use: PostgreSQL 15 for the database
 # driver, the shop example and the lab (its binaries are used directly from
-# /usr/lib/postgresql/15/bin; no system cluster is needed).
+# /usr/lib/postgresql/15/bin; no system cluster is needed); dig (dnsutils)
+# to check the DNS server's answers; BIND 9 for the RFC 2136 driver's tests.
 PACKAGES="postgresql-15 dnsutils bind9"
 
 missing=""
@@ -23,7 +24,16 @@ if [ -n "$missing" ]; then
 		echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.conf >/dev/null
 	fi
 	$SUDO apt-get update -qq
+	# Lifeboat starts the servers it needs itself, on loopback, in temporary
+	# directories: keep the packages from starting system services.
+	policy=""
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+		$SUDO chmod +x /usr/sbin/policy-rc.d
+		policy=/usr/sbin/policy-rc.d
+	fi
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -o Dpkg::Options::=--force-confold $missing >/dev/null
+	[ -z "$policy" ] || $SUDO rm -f "$policy"
 fi
 
 # Go: the toolchain Debian ships is too old; the machine's is at /usr/local/go.
