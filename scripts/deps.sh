@@ -31,6 +31,7 @@ if [ -n "$missing" ]; then
 		printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
 		$SUDO chmod +x /usr/sbin/policy-rc.d
 		policy=/usr/sbin/policy-rc.d
+		trap '$SUDO rm -f "$policy"' EXIT
 	fi
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -o Dpkg::Options::=--force-confold $missing >/dev/null
 	[ -z "$policy" ] || $SUDO rm -f "$policy"
