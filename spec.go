@@ -289,12 +289,38 @@ type DriverSpec struct {
 	Default  string `yaml:"default,omitempty" json:"default,omitempty" jsonschema:"enum=script,enum=agent,enum=fake"`
 	Compute  string `yaml:"compute,omitempty" json:"compute,omitempty" jsonschema:"enum=script,enum=agent,enum=fake"`
 	Database string `yaml:"database,omitempty" json:"database,omitempty" jsonschema:"enum=script,enum=agent,enum=fake"`
-	Traffic  string `yaml:"traffic,omitempty" json:"traffic,omitempty" jsonschema:"enum=script,enum=agent,enum=fake"`
+	Traffic  string `yaml:"traffic,omitempty" json:"traffic,omitempty" jsonschema:"enum=script,enum=agent,enum=rfc2136,enum=fake"`
 	Backup   string `yaml:"backup,omitempty" json:"backup,omitempty" jsonschema:"enum=script,enum=agent,enum=fake"`
 	// Script configures the script driver: one command per action.
 	Script *ScriptDriver `yaml:"script,omitempty" json:"script,omitempty"`
 	// Agent says where the agent that serves drivers listens.
 	Agent *AgentDriver `yaml:"agent,omitempty" json:"agent,omitempty"`
+	// RFC2136 switches traffic names in an external DNS server (BIND,
+	// PowerDNS, …) by dynamic updates signed with TSIG.
+	RFC2136 *RFC2136Driver `yaml:"rfc2136,omitempty" json:"rfc2136,omitempty"`
+}
+
+// RFC2136Driver is an external DNS server that takes dynamic updates.
+type RFC2136Driver struct {
+	// Server is the zone's primary, host:port.
+	Server string `yaml:"server" json:"server" jsonschema:"required"`
+	// Zone that holds the traffic names, e.g. example.test.
+	Zone string `yaml:"zone" json:"zone" jsonschema:"required"`
+	TSIG TSIG   `yaml:"tsig" json:"tsig" jsonschema:"required"`
+	// TTL of the records Lifeboat writes; default 30s.
+	TTL Duration `yaml:"ttl,omitempty" json:"ttl,omitempty"`
+	// Endpoints are the addresses the traffic names resolve to when each
+	// region is active, by region name.
+	Endpoints map[string][]string `yaml:"endpoints" json:"endpoints" jsonschema:"required"`
+}
+
+// TSIG is the key that signs dynamic updates.
+type TSIG struct {
+	Name      string `yaml:"name" json:"name" jsonschema:"required"`
+	Algorithm string `yaml:"algorithm,omitempty" json:"algorithm,omitempty" jsonschema:"enum=hmac-sha256,enum=hmac-sha384,enum=hmac-sha512,enum=hmac-sha224,enum=hmac-sha1"`
+	// SecretFile holds the base64 secret (as tsig-keygen prints it);
+	// relative to the spec file. The secret itself never goes in the spec.
+	SecretFile string `yaml:"secret-file" json:"secret-file" jsonschema:"required"`
 }
 
 // AgentDriver is an agent that serves drivers over HTTP.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -210,6 +211,43 @@ func (c *checker) database(path string, db lifeboat.Database) {
 	if db.DegradeAfter > 0 && db.Replication != lifeboat.ReplicationSync && c.ok(path+".degrade-after") {
 		c.errorAt(path+".degrade-after", false, "degrade-after applies only to replication: sync (it says when a synchronous standby stops being waited for)",
 			"remove degrade-after, or set replication: sync")
+	}
+}
+
+// rfc2136 checks the external DNS server's section: the traffic names need
+// addresses in both regions.
+func (c *checker) rfc2136(r *lifeboat.RFC2136Driver) {
+	if r == nil {
+		if c.ok("drivers.rfc2136") {
+			c.errorAt("drivers.traffic", false, "the rfc2136 driver is chosen here, but drivers.rfc2136 is missing",
+				"add drivers.rfc2136 with server, zone, tsig {name, secret-file} and endpoints {<region>: [addresses]}")
+		}
+		return
+	}
+	if !c.ok("drivers.rfc2136.endpoints") {
+		return
+	}
+	for _, region := range []string{c.s.Regions.Primary.Name, c.s.Regions.Secondary.Name} {
+		if region == "" {
+			continue
+		}
+		if len(r.Endpoints[region]) == 0 {
+			c.errorAt("drivers.rfc2136.endpoints", false, fmt.Sprintf("no addresses for region %s: the traffic names have nothing to resolve to when %s is active", region, region),
+				fmt.Sprintf("add %s: [<address>, …]", region))
+		}
+	}
+	for _, region := range lifeboat.SortedKeys(r.Endpoints) {
+		path := "drivers.rfc2136.endpoints." + region
+		if region != c.s.Regions.Primary.Name && region != c.s.Regions.Secondary.Name {
+			c.errorAt(path, true, fmt.Sprintf("%q is not the primary or the secondary region", region),
+				fmt.Sprintf("use %s or %s", c.s.Regions.Primary.Name, c.s.Regions.Secondary.Name))
+			continue
+		}
+		for i, a := range r.Endpoints[region] {
+			if _, err := netip.ParseAddr(a); err != nil {
+				c.errorAt(fmt.Sprintf("%s[%d]", path, i), false, fmt.Sprintf("%q is not an IP address", a), "write an IPv4 or IPv6 address, e.g. 192.0.2.10")
+			}
+		}
 	}
 }
 
@@ -534,6 +572,9 @@ func (c *checker) drivers() {
 		if driver == "agent" && uses[k.Kind] && c.ok(at) && agentAt == "" {
 			agentAt = at
 		}
+	}
+	if (ds.Traffic == "rfc2136") && uses["traffic"] && c.ok("drivers.traffic") {
+		c.rfc2136(ds.RFC2136)
 	}
 	if agentAt != "" && ds.Agent == nil && c.ok("drivers.agent") {
 		c.errorAt(agentAt, false, "the agent driver is chosen here, but drivers.agent is missing",

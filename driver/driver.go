@@ -11,18 +11,24 @@ package driver
 
 import (
 	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/lifeboat-dr/lifeboat"
 	"github.com/lifeboat-dr/lifeboat/driver/agent"
 	"github.com/lifeboat-dr/lifeboat/driver/fake"
+	"github.com/lifeboat-dr/lifeboat/driver/rfc2136"
 	"github.com/lifeboat-dr/lifeboat/driver/script"
 )
 
 // Driver names, as written in drivers.default and drivers.<kind>.
 const (
-	Script = "script"
-	Agent  = "agent"
-	Fake   = "fake"
+	Script  = "script"
+	Agent   = "agent"
+	RFC2136 = "rfc2136"
+	Fake    = "fake"
 )
 
 // FromSpec builds the drivers the spec names. A "fake" world is seeded from
@@ -42,6 +48,11 @@ func FromSpec(s *lifeboat.Spec, st *lifeboat.State) (lifeboat.Drivers, error) {
 		}
 		switch name {
 		case Script, Agent, Fake:
+			choice[k.kind] = name
+		case RFC2136:
+			if k.kind != "traffic" {
+				return lifeboat.Drivers{}, fmt.Errorf("drivers.%s is rfc2136, which only drives traffic: use script, agent or fake", k.kind)
+			}
 			choice[k.kind] = name
 		case "":
 			if needs[k.kind] {
@@ -69,6 +80,13 @@ func FromSpec(s *lifeboat.Spec, st *lifeboat.State) (lifeboat.Drivers, error) {
 		}
 		remote = agent.NewClient(ds.Agent.URL, nil)
 	}
+	var dnsUpdates lifeboat.TrafficDriver
+	if choice["traffic"] == RFC2136 {
+		var err error
+		if dnsUpdates, err = rfc2136FromSpec(s); err != nil {
+			return lifeboat.Drivers{}, err
+		}
+	}
 	// Hooks are the user's commands: run them unless the spec chose the
 	// fake world for everything (a test or a dry run).
 	hooksFake := !usesScript && (ds.Default == Fake || ds.Default == "" && usesFake)
@@ -94,6 +112,8 @@ func FromSpec(s *lifeboat.Spec, st *lifeboat.State) (lifeboat.Drivers, error) {
 			return world.Drivers()
 		case Agent:
 			return remote
+		case RFC2136:
+			return lifeboat.Drivers{Traffic: dnsUpdates}
 		}
 		return lifeboat.Drivers{}
 	}
@@ -109,6 +129,55 @@ func FromSpec(s *lifeboat.Spec, st *lifeboat.State) (lifeboat.Drivers, error) {
 		out.Scripts = sd
 	}
 	return out, nil
+}
+
+// rfc2136FromSpec builds the RFC 2136 driver: every traffic name of the
+// spec resolves to drivers.rfc2136.endpoints of the active region.
+func rfc2136FromSpec(s *lifeboat.Spec) (lifeboat.TrafficDriver, error) {
+	r := s.Drivers.RFC2136
+	if r == nil {
+		return nil, fmt.Errorf("drivers.traffic is rfc2136 but drivers.rfc2136 is missing: add server, zone, tsig and endpoints")
+	}
+	secretPath := r.TSIG.SecretFile
+	if !filepath.IsAbs(secretPath) {
+		secretPath = filepath.Join(filepath.Dir(s.File), secretPath)
+	}
+	secret, err := os.ReadFile(secretPath)
+	if err != nil {
+		return nil, fmt.Errorf("drivers.rfc2136.tsig.secret-file: %w (write the key's base64 secret there, as tsig-keygen prints it)", err)
+	}
+	c := rfc2136.DefaultConfig()
+	c.Server, c.Zone = r.Server, r.Zone
+	c.TSIG.Name, c.TSIG.Secret = r.TSIG.Name, strings.TrimSpace(string(secret))
+	if r.TSIG.Algorithm != "" {
+		c.TSIG.Algorithm = r.TSIG.Algorithm
+	}
+	if r.TTL > 0 {
+		c.TTL = r.TTL.D()
+	}
+	byRegion := map[string][]netip.Addr{}
+	for region, addrs := range r.Endpoints {
+		for _, a := range addrs {
+			ip, err := netip.ParseAddr(a)
+			if err != nil {
+				return nil, fmt.Errorf("drivers.rfc2136.endpoints.%s: %q is not an IP address", region, a)
+			}
+			byRegion[region] = append(byRegion[region], ip)
+		}
+	}
+	c.Names = map[string]map[string][]netip.Addr{}
+	for _, u := range s.Units {
+		for _, t := range u.Traffic {
+			for _, n := range t.Names {
+				c.Names[n] = byRegion
+			}
+		}
+	}
+	d, err := rfc2136.New(c)
+	if err != nil {
+		return nil, fmt.Errorf("drivers.rfc2136: %w", err)
+	}
+	return d, nil
 }
 
 // kindsNeeded reports which kinds of driver the spec's components use.

@@ -3,12 +3,16 @@ package driver
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat"
+	"github.com/lifeboat-dr/lifeboat/driver/drivertest"
+	"github.com/lifeboat-dr/lifeboat/driver/rfc2136/bindtest"
 )
 
 // spec has a unit with every kind: web (compute), orders (geo-replica),
@@ -175,5 +179,47 @@ func TestFromSpecErrors(t *testing.T) {
 	}
 	if d.Backup != nil {
 		t.Error("a backup driver was built for a spec with no backups")
+	}
+}
+
+// drivers.traffic: rfc2136 switches the spec's traffic names in a real BIND
+// 9: the planner's plans run with it for traffic (the fake for the rest),
+// and dig sees the active region's address.
+func TestRFC2136FromSpec(t *testing.T) {
+	srv := bindtest.Start(t, bindtest.Options{})
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tsig.key"), []byte(srv.Secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := drivertest.Spec()
+	s.File = filepath.Join(dir, "lifeboat.yaml")
+	www := s.Units["storefront"].Traffic["www"]
+	www.Names = []string{"www." + strings.TrimSuffix(srv.Zone, ".")}
+	s.Units["storefront"].Traffic["www"] = www
+	s.Drivers = lifeboat.DriverSpec{Default: Fake, Traffic: RFC2136, RFC2136: &lifeboat.RFC2136Driver{
+		Server: srv.Addr, Zone: srv.Zone, TSIG: lifeboat.TSIG{Name: srv.KeyName, SecretFile: "tsig.key"},
+		Endpoints: map[string][]string{"west": {"192.0.2.10"}, "east": {"198.51.100.10"}}}}
+	d, err := FromSpec(s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drivertest.Procedures(t, s, d) // ends at home, in west
+	out, err := exec.Command("dig", "@127.0.0.1", "-p", strconv.Itoa(srv.Port), www.Names[0], "A", "+short").Output()
+	if err != nil {
+		t.Skipf("dig: %v", err)
+	}
+	if got := strings.TrimSpace(string(out)); got != "192.0.2.10" {
+		t.Fatalf("dig %s after failing back home = %q, want west's 192.0.2.10", www.Names[0], got)
+	}
+}
+
+func TestRFC2136NeedsItsSecret(t *testing.T) {
+	s := drivertest.Spec()
+	s.File = filepath.Join(t.TempDir(), "lifeboat.yaml")
+	s.Drivers = lifeboat.DriverSpec{Default: Fake, Traffic: RFC2136, RFC2136: &lifeboat.RFC2136Driver{
+		Server: "127.0.0.1:1", Zone: "example.test.", TSIG: lifeboat.TSIG{Name: "k", SecretFile: "missing.key"},
+		Endpoints: map[string][]string{"west": {"192.0.2.10"}, "east": {"198.51.100.10"}}}}
+	if _, err := FromSpec(s, nil); err == nil || !strings.Contains(err.Error(), "secret-file") {
+		t.Fatalf("a missing secret file: %v", err)
 	}
 }
