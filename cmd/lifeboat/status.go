@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/lifeboat-dr/lifeboat"
+	"github.com/lifeboat-dr/lifeboat/driver"
 	"github.com/spf13/cobra"
 )
 
@@ -30,8 +33,9 @@ func (a *app) statusCommand() *cobra.Command {
 					return err
 				}
 			}
+			rs := routes(ctx, s.spec, s.state)
 			if a.json() {
-				return a.printJSON(map[string]any{"state": s.state, "run": run})
+				return a.printJSON(map[string]any{"state": s.state, "run": run, "traffic": rs})
 			}
 			st, spec := s.state, s.spec
 			home := ""
@@ -75,7 +79,7 @@ func (a *app) statusCommand() *cobra.Command {
 				}
 			}
 			fmt.Fprintln(a.out)
-			a.printTraffic(spec, st)
+			a.printTraffic(rs)
 			fmt.Fprintln(a.out)
 			a.printResources(spec, st, false)
 			return nil
@@ -83,23 +87,77 @@ func (a *app) statusCommand() *cobra.Command {
 	}
 }
 
-func (a *app) printTraffic(spec *lifeboat.Spec, st *lifeboat.State) {
-	w := a.table()
-	fmt.Fprintln(w, "NAME\tROUTES TO\tTTL\tSINCE\tEPOCH")
+// nameRoute is where one public name goes now, asked of the traffic driver
+// (live) or, when it cannot answer, as the state recorded it.
+type nameRoute struct {
+	Name    string    `json:"name"`
+	Region  string    `json:"region"`
+	Answers []string  `json:"answers,omitempty"`
+	Since   time.Time `json:"since"`
+	Epoch   uint64    `json:"epoch"`
+	TTL     string    `json:"ttl"`
+	Live    bool      `json:"live"`
+	Error   string    `json:"error,omitempty"`
+}
+
+// routes asks the traffic driver what each public name resolves to now.
+func routes(ctx context.Context, spec *lifeboat.Spec, st *lifeboat.State) []nameRoute {
+	drivers, derr := driver.FromSpec(spec, st)
+	var out []nameRoute
 	for _, un := range spec.UnitNames() {
 		u := spec.Units[un]
 		for _, tn := range lifeboat.SortedKeys(u.Traffic) {
 			t := u.Traffic[tn]
-			r := st.Resources[lifeboat.TrafficName(spec.Service, un, tn)]
-			if r == nil {
-				continue
+			res := lifeboat.TrafficName(spec.Service, un, tn)
+			rec := st.Resources[res]
+			var live lifeboat.Route
+			err := derr
+			if err == nil && drivers.Traffic != nil {
+				c, cancel := context.WithTimeout(ctx, 3*time.Second)
+				live, err = drivers.Traffic.Status(c, lifeboat.Target{Service: spec.Service, Unit: un, Component: tn, Resource: res, Epoch: st.Epoch}, t.Names)
+				cancel()
 			}
 			for _, name := range t.Names {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\n", name, r.Routes, lifeboat.FormatDuration(t.TTLOrDefault()), stamp(r.Since), r.Epoch)
+				r := nameRoute{Name: name, TTL: lifeboat.FormatDuration(t.TTLOrDefault())}
+				switch {
+				case err == nil && live.Region != "":
+					r.Region, r.Since, r.Epoch, r.Live = live.Region, live.Since, live.Epoch, true
+					r.Answers = live.Answers[name]
+				case rec != nil:
+					r.Region, r.Since, r.Epoch = rec.Routes, rec.Since, rec.Epoch
+					if err != nil {
+						r.Error = err.Error()
+					}
+				}
+				out = append(out, r)
 			}
 		}
 	}
+	return out
+}
+
+func (a *app) printTraffic(rs []nameRoute) {
+	w := a.table()
+	fmt.Fprintln(w, "NAME\tROUTES TO\tRESOLVES TO\tTTL\tSINCE\tEPOCH")
+	var failed []string
+	for _, r := range rs {
+		answers := "-"
+		if len(r.Answers) > 0 {
+			answers = strings.Join(r.Answers, " ")
+		}
+		region := r.Region
+		if !r.Live {
+			region += " (recorded)"
+			if r.Error != "" {
+				failed = append(failed, r.Name+": "+r.Error)
+			}
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\n", r.Name, region, answers, r.TTL, stamp(r.Since), r.Epoch)
+	}
 	w.Flush()
+	for _, f := range failed {
+		fmt.Fprintln(a.out, a.paint(yellow, "  the traffic driver did not answer for ")+truncate(f, 200))
+	}
 }
 
 // printResources prints the resources, unit by unit, with their quadrant.
