@@ -336,3 +336,33 @@ func TestApprovalWithoutATerminal(t *testing.T) {
 		t.Fatalf("after approval: active %s run %q", st.Active, st.Run)
 	}
 }
+
+// status asks the traffic driver (here world.sh's traffic.status) where the
+// public names go now, and says when it fell back to the recorded state.
+func TestStatusAsksTheTrafficDriver(t *testing.T) {
+	dir := example(t)
+	var v struct {
+		Traffic []struct {
+			Name, Region string
+			Live         bool
+			Error        string
+		} `json:"traffic"`
+	}
+	r := mustRun(t, dir, "status", "-o", "json")
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || len(v.Traffic) != 2 {
+		t.Fatalf("status traffic: %v\n%s", err, r.stdout)
+	}
+	for _, n := range v.Traffic {
+		if !n.Live || n.Region != "west" {
+			t.Errorf("%s: region %s live %v (%s), want west, asked of the driver", n.Name, n.Region, n.Live, n.Error)
+		}
+	}
+	// A traffic driver that cannot answer: the recorded route, and why.
+	spec := filepath.Join(dir, "lifeboat.yaml")
+	b, _ := os.ReadFile(spec)
+	os.WriteFile(spec, []byte(strings.Replace(string(b), "traffic.status: ./world.sh traffic-status", "traffic.status: exit 75", 1)), 0o644)
+	r = mustRun(t, dir, "status")
+	if !strings.Contains(r.stdout, "west (recorded)") || !strings.Contains(r.stdout, "did not answer") {
+		t.Fatalf("status with a failing traffic driver:\n%s", r.stdout)
+	}
+}
