@@ -3,10 +3,12 @@
 // journal, on the embedded etcd store and on the memory store) and the
 // disaster-recovery operations on real PostgreSQL 15 and the lab (promote,
 // switchover and its write-unavailable window, rejoin by rewind, base
-// backup, lab up to ready), as one table.
+// backup, lab up to ready) and the traffic layer (dnsperf against the
+// built-in DNS server and BIND 9, the front door's added latency and
+// throughput), as one table.
 //
 //	make bench     # builds bin/lifeboat first: the lab runs it
-//	go run ./bench [-steps 2000] [-resume-steps 10000] [-dr-runs 3] [-cpuprofile cpu.out]
+//	go run ./bench [-steps 2000] [-resume-steps 10000] [-dr-runs 3] [-traffic=true] [-dns-seconds 5] [-cpuprofile cpu.out]
 package main
 
 import (
@@ -36,8 +38,10 @@ func main() {
 	resumeSteps := flag.Int("resume-steps", 10000, "steps in the journal to resume from")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the parallel run on etcd (the one with a target) to this file")
 	drRuns := flag.Int("dr-runs", 3, "rounds of the PostgreSQL and lab measurements (their median is shown); 0 skips them")
+	traffic := flag.Bool("traffic", true, "measure the traffic layer (dnsperf against the built-in DNS server and BIND 9, the front door); false skips it")
+	dnsSeconds := flag.Int("dns-seconds", 5, "how long each dnsperf run lasts")
 	flag.Parse()
-	if err := run(*steps, *resumeSteps, *drRuns, *cpuprofile); err != nil {
+	if err := run(*steps, *resumeSteps, *drRuns, *cpuprofile, *traffic, *dnsSeconds); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -47,7 +51,7 @@ type row struct {
 	what, store, measured, target, verdict string
 }
 
-func run(steps, resumeSteps, drRuns int, cpuprofile string) error {
+func run(steps, resumeSteps, drRuns int, cpuprofile string, traffic bool, dnsSeconds int) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "lifeboat-bench-")
 	if err != nil {
@@ -128,6 +132,13 @@ func run(steps, resumeSteps, drRuns int, cpuprofile string) error {
 			dr[i].what += fmt.Sprintf(" (median of %d)", drRuns)
 		}
 		rows = append(rows, dr...)
+	}
+	if traffic {
+		tr, err := trafficRows(ctx, dnsSeconds)
+		if err != nil {
+			return fmt.Errorf("traffic layer: %w", err)
+		}
+		rows = append(rows, tr...)
 	}
 	fmt.Printf("lifeboat bench · %s/%s · %d CPUs · %s\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)

@@ -7,7 +7,7 @@ set -eu
 # driver, the shop example and the lab (its binaries are used directly from
 # /usr/lib/postgresql/15/bin; no system cluster is needed); dig (dnsutils)
 # to check the DNS server's answers; BIND 9 for the RFC 2136 driver's tests.
-PACKAGES="postgresql-15 dnsutils bind9"
+PACKAGES="postgresql-15 dnsutils bind9 dnsperf"
 
 missing=""
 for p in $PACKAGES; do
