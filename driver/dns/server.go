@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"context"
 	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -9,10 +10,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 )
 
 // Server is the authoritative server of one zone. It is safe for
@@ -31,8 +35,10 @@ type Server struct {
 	randMu sync.Mutex
 	rand   *rand.Rand
 
-	udp, tcp *dns.Server
-	addr     string
+	udp   []net.PacketConn // one per CPU, sharing the port (SO_REUSEPORT)
+	tcp   *dns.Server
+	loops sync.WaitGroup
+	addr  string
 }
 
 // New returns a server for c; Start serves it.
@@ -65,8 +71,10 @@ func New(c Config) (*Server, error) {
 }
 
 // Start listens on UDP and TCP (same port) and serves in the background.
+// UDP is served by one read loop per CPU, each on its own socket sharing
+// the port (SO_REUSEPORT), answering in place: no goroutine per query.
 func (s *Server) Start() error {
-	if s.udp != nil {
+	if s.tcp != nil {
 		return errors.New("dns: server already started")
 	}
 	pc, ln, err := listenBoth(s.cfg.Listen)
@@ -74,31 +82,82 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.addr = pc.LocalAddr().String()
-	s.udp = &dns.Server{PacketConn: pc, Handler: s}
-	s.tcp = &dns.Server{Listener: ln, Handler: s}
-	for _, srv := range []*dns.Server{s.udp, s.tcp} {
-		started, failed := make(chan struct{}), make(chan error, 1)
-		srv.NotifyStartedFunc = func() { close(started) }
-		go func() { failed <- srv.ActivateAndServe() }()
-		select {
-		case <-started:
-		case err := <-failed:
-			pc.Close()
-			ln.Close()
-			s.udp = nil
-			return fmt.Errorf("dns: cannot serve on %s: %w", s.addr, err)
+	s.udp = []net.PacketConn{pc}
+	for i := 1; i < runtime.NumCPU(); i++ {
+		more, err := reusePort.ListenPacket(context.Background(), "udp", s.addr)
+		if err != nil {
+			break // the sockets we have still serve
 		}
+		s.udp = append(s.udp, more)
 	}
-	s.log.Info("dns: serving", "addr", s.addr, "serial", s.Serial())
+	s.tcp = &dns.Server{Listener: ln, Handler: s}
+	started, failed := make(chan struct{}), make(chan error, 1)
+	s.tcp.NotifyStartedFunc = func() { close(started) }
+	go func() { failed <- s.tcp.ActivateAndServe() }()
+	select {
+	case <-started:
+	case err := <-failed:
+		for _, c := range s.udp {
+			c.Close()
+		}
+		ln.Close()
+		s.udp, s.tcp = nil, nil
+		return fmt.Errorf("dns: cannot serve on %s: %w", s.addr, err)
+	}
+	for _, c := range s.udp {
+		s.loops.Add(1)
+		go s.serveUDP(c)
+	}
+	s.log.Info("dns: serving", "addr", s.addr, "serial", s.Serial(), "udp_sockets", len(s.udp))
 	return nil
 }
 
-// listenBoth binds UDP and then TCP on the same port; with port 0 the
-// TCP port may be taken, so it tries a few ports.
+// serveUDP answers the queries that arrive on one socket until it closes.
+func (s *Server) serveUDP(c net.PacketConn) {
+	defer s.loops.Done()
+	in := make([]byte, dns.MaxMsgSize)
+	out := make([]byte, 0, maxUDP)
+	for {
+		n, from, err := c.ReadFrom(in)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		req := new(dns.Msg)
+		if err := req.Unpack(in[:n]); err != nil || req.Response {
+			continue // not a query we can read: no answer, as a resolver expects
+		}
+		m := s.answer(req)
+		size := dns.MinMsgSize
+		if o := req.IsEdns0(); o != nil {
+			size = max(int(o.UDPSize()), dns.MinMsgSize)
+		}
+		m.Truncate(size)
+		if out, err = m.PackBuffer(out[:0]); err != nil {
+			continue
+		}
+		_, _ = c.WriteTo(out, from)
+	}
+}
+
+// reusePort lets several UDP sockets share the port, each with its own read
+// loop (as BIND has one per thread): one socket's loop was the bottleneck.
+var reusePort = net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
+}}
+
 func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
 	var lastErr error
 	for range 10 {
-		pc, err := net.ListenPacket("udp", addr)
+		pc, err := reusePort.ListenPacket(context.Background(), "udp", addr)
 		if err != nil {
 			return nil, nil, fmt.Errorf("dns: cannot listen on udp %s: %w (is another server on that port?)", addr, err)
 		}
@@ -120,12 +179,16 @@ func (s *Server) Addr() string { return s.addr }
 
 // Close stops serving.
 func (s *Server) Close() error {
-	if s.udp == nil {
+	if s.tcp == nil {
 		return nil
 	}
-	err := errors.Join(s.udp.Shutdown(), s.tcp.Shutdown())
-	s.udp = nil
-	return err
+	errs := []error{s.tcp.Shutdown()}
+	for _, c := range s.udp {
+		errs = append(errs, c.Close())
+	}
+	s.loops.Wait()
+	s.udp, s.tcp = nil, nil
+	return errors.Join(errs...)
 }
 
 // Serial is the zone's current SOA serial.
