@@ -80,18 +80,28 @@ func (d *Driver) WatchSync(ctx context.Context, database string, every time.Dura
 				})
 			}
 			if !degraded && now.Sub(goneSince) >= r.DegradeAfter {
+				// Record the exposure before acting: a write let through
+				// by the change must find it already reported.
+				if err := d.recordExposure(database, func(e []Exposure) []Exposure {
+					return append(e, Exposure{Database: database, Primary: primary, Start: now})
+				}); err != nil {
+					d.log.Warn("sync watcher: cannot record the exposure; not degrading", "err", err)
+					break
+				}
 				if err := d.setSyncNames(ctx, primary, ""); err != nil {
 					d.log.Warn("sync watcher: cannot degrade to async", "primary", primary, "err", err)
+					// Nothing degraded: the exposure recorded above ends now.
+					_ = d.recordExposure(database, func(e []Exposure) []Exposure {
+						if len(e) > 0 && e[len(e)-1].End.IsZero() {
+							e[len(e)-1].End = time.Now()
+						}
+						return e
+					})
 					break
 				}
 				degraded = true
 				d.log.Warn("standby gone: running async, writes from now on may be lost in a failover", "database", database,
 					"primary", primary, "gone_for", now.Sub(goneSince))
-				if err := d.recordExposure(database, func(e []Exposure) []Exposure {
-					return append(e, Exposure{Database: database, Primary: primary, Start: now})
-				}); err != nil {
-					d.log.Warn("sync watcher: cannot record the exposure", "err", err)
-				}
 			}
 		default:
 			goneSince = time.Time{}
