@@ -505,3 +505,44 @@ func ExampleServer() {
 	defer s.Close()
 	// Output: true
 }
+
+// The UDP loops keep packed answers; a switch, a health change or a new name
+// makes every kept answer stale at once, and a kept answer carries the
+// query's own ID.
+func TestCachedAnswersFollowEveryChange(t *testing.T) {
+	s := start(t, testConfig())
+	ctx := context.Background()
+	must(t, s.SetName(www()))
+	ask := func() []string {
+		t.Helper()
+		// Several times: every UDP loop may have its own copy.
+		var got []string
+		for range 8 {
+			m := query(t, s, "udp", "www."+zone, dns.TypeA, 0)
+			got = addrs(m)
+		}
+		return got
+	}
+	if got := ask(); !slices.Equal(got, strs(west4...)) {
+		t.Fatalf("A = %v, want west", got)
+	}
+	must(t, s.Switch(ctx, target("east", 2), []string{"www." + zone}))
+	if got := ask(); !slices.Equal(got, strs(east4...)) {
+		t.Fatalf("A after a switch = %v, want east (a stale cached answer?)", got)
+	}
+	s.SetHealth("www."+zone, "east", east4[0], false)
+	if got := ask(); !slices.Equal(got, strs(east4[1])) {
+		t.Fatalf("A after an endpoint fell ill = %v, want only %s", got, east4[1])
+	}
+	// IDs: the client checks that the answer's ID is its query's.
+	c := &dns.Client{Net: "udp", Timeout: 10 * time.Second}
+	for i := range 20 {
+		m := new(dns.Msg)
+		m.SetQuestion("www."+zone, dns.TypeA)
+		m.Id = uint16(1000 + i)
+		r, _, err := c.Exchange(m, s.Addr())
+		if err != nil || r.Id != m.Id {
+			t.Fatalf("query %d: %v, answer ID %d", m.Id, err, r.Id)
+		}
+	}
+}

@@ -65,6 +65,7 @@ func (s *Server) Switch(ctx context.Context, t lifeboat.Target, names []string) 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.gen.Add(1) // before the unlock: cached answers are stale from now on
 	var rs []*record
 	for _, n := range names {
 		r := s.names[canon(n)]

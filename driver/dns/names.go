@@ -198,6 +198,7 @@ func (s *Server) SetName(n Name) error {
 	n.Weighted = maps.Clone(n.Weighted)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.gen.Add(1) // before the unlock: cached answers are stale from now on
 	r := &record{Name: n, lkg: map[string][]netip.Addr{}}
 	if old := s.names[key]; old != nil {
 		r.route, r.lkg = old.route, old.lkg
@@ -218,6 +219,7 @@ func (s *Server) SetName(n Name) error {
 func (s *Server) SetHealth(name, region string, addr netip.Addr, healthy bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.gen.Add(1) // before the unlock: cached answers are stale from now on
 	r := s.names[canon(name)]
 	if r == nil {
 		s.log.Warn("dns: health of an unknown name ignored", "name", name, "region", region, "addr", addr)

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
@@ -12,6 +13,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,7 +40,10 @@ type Server struct {
 	udp   []net.PacketConn // one per CPU, sharing the port (SO_REUSEPORT)
 	tcp   *dns.Server
 	loops sync.WaitGroup
-	addr  string
+	// gen counts changes (names, health, switches); a cached answer is
+	// served only while gen is what it was before the answer was built.
+	gen  atomic.Uint64
+	addr string
 }
 
 // New returns a server for c; Start serves it.
@@ -113,16 +118,35 @@ func (s *Server) Start() error {
 }
 
 // serveUDP answers the queries that arrive on one socket until it closes.
+// Each loop keeps the packed answers it built, keyed by the query's bytes
+// after its ID (so the asked name's case and the EDNS size are part of the
+// key), and serves one again only while nothing changed since it was built
+// (gen); weighted names, which pick a region per query, are never cached.
 func (s *Server) serveUDP(c net.PacketConn) {
 	defer s.loops.Done()
 	in := make([]byte, dns.MaxMsgSize)
 	out := make([]byte, 0, maxUDP)
+	type cached struct {
+		gen uint64
+		msg []byte
+	}
+	cache := map[string]cached{}
 	for {
 		n, from, err := c.ReadFrom(in)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			continue
+		}
+		if n < 12 {
+			continue // not even a DNS header
+		}
+		gen := s.gen.Load()
+		if e, ok := cache[string(in[2:n])]; ok && e.gen == gen {
+			out = append(out[:0], e.msg...)
+			out[0], out[1] = in[0], in[1] // the query's ID
+			_, _ = c.WriteTo(out, from)
 			continue
 		}
 		req := new(dns.Msg)
@@ -139,7 +163,24 @@ func (s *Server) serveUDP(c net.PacketConn) {
 			continue
 		}
 		_, _ = c.WriteTo(out, from)
+		if len(req.Question) == 1 && !s.weightedName(req.Question[0].Name) {
+			if len(cache) >= maxCached {
+				clear(cache)
+			}
+			cache[string(in[2:n])] = cached{gen: gen, msg: bytes.Clone(out)}
+		}
 	}
+}
+
+// maxCached bounds each UDP loop's answer cache.
+const maxCached = 4096
+
+// weightedName reports whether name answers from a region picked per query.
+func (s *Server) weightedName(name string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r := s.names[canon(name)]
+	return r != nil && r.weighted()
 }
 
 // reusePort lets several UDP sockets share the port, each with its own read
