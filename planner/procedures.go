@@ -125,6 +125,9 @@ func (b *builder) failoverDatabase(un, dn string, d lifeboat.Database) {
 		case role == lifeboat.DBReplica && d.Replication == lifeboat.ReplicationSync:
 			why = "the sync replica becomes the primary; it has every committed write"
 			b.losses = append(b.losses, loss{ref, d.DataLoss(), "sync geo-replica: no committed write is lost"})
+			if d.DegradeAfter == 0 {
+				b.note("%s replicates synchronously and strictly: once promoted in %s it waits for a standby, so writes block until %s's copy is rejoined (fail back) — or set degrade-after to let writes go on unreplicated.", toName, b.to, b.from)
+			}
 		case role == lifeboat.DBReplica:
 			why = fmt.Sprintf("the async replica becomes the primary; writes within its lag (~%s) are lost", lifeboat.FormatDuration(d.DataLoss()))
 			b.losses = append(b.losses, loss{ref, d.DataLoss(), fmt.Sprintf("async geo-replica: loses the writes within its replication lag (~%s)", lifeboat.FormatDuration(d.DataLoss()))})
