@@ -32,7 +32,7 @@ func dig(t *testing.T, s *Server, args ...string) digResult {
 	t.Helper()
 	path, err := exec.LookPath("dig")
 	if err != nil {
-		t.Skip("dig is not installed (Debian package dnsutils; scripts/deps.sh installs it)")
+		t.Fatal("dig is not installed: run scripts/deps.sh (it installs Debian's dnsutils)")
 	}
 	host, port, _ := net.SplitHostPort(s.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -99,7 +99,7 @@ func lookup(t *testing.T, srv *bindtest.Server, name string) []string {
 func dig(t *testing.T, srv *bindtest.Server, name, qtype string) []string {
 	t.Helper()
 	if _, err := exec.LookPath("dig"); err != nil {
-		t.Skip("dig not found: apt-get install dnsutils")
+		t.Fatal("dig not found: run scripts/deps.sh (it installs Debian's dnsutils)")
 	}
 	out, err := exec.Command("dig", "@127.0.0.1", "-p", itoa(srv.Port), "+short", "+norecurse", "+time=5", "+tries=2", name, qtype).CombinedOutput()
 	if err != nil {

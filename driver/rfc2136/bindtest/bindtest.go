@@ -70,7 +70,7 @@ type Server struct {
 }
 
 // Start starts named and waits until it answers the zone's SOA. The server
-// is stopped when the test ends. It skips the test when named is missing.
+// is stopped when the test ends. It fails the test when named is missing: scripts/deps.sh installs it.
 func Start(t testing.TB, o Options) *Server {
 	t.Helper()
 	if o.Zone == "" {
@@ -94,7 +94,7 @@ func Start(t testing.TB, o Options) *Server {
 		o.Named = DefaultNamed
 	}
 	if _, err := exec.LookPath(o.Named); err != nil {
-		t.Skipf("bindtest: %s not found (install Debian's bind9: apt-get install bind9 dnsutils): %v", o.Named, err)
+		t.Fatalf("bindtest: %s not found (run scripts/deps.sh, or install Debian's bind9: apt-get install bind9 dnsutils): %v", o.Named, err)
 	}
 	if o.StartTimeout == 0 {
 		o.StartTimeout = 30 * time.Second
@@ -138,7 +138,7 @@ func workDir(t testing.TB) (dir string, uid, gid int) {
 	}
 	u, err := user.Lookup("bind")
 	if err != nil {
-		t.Skipf("bindtest: running as root needs the `bind` user (Debian's bind9 package creates it): %v", err)
+		t.Fatalf("bindtest: running as root needs the `bind` user (Debian's bind9 package creates it): %v", err)
 	}
 	uid, _ = strconv.Atoi(u.Uid)
 	gid, _ = strconv.Atoi(u.Gid)
