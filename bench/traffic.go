@@ -5,7 +5,6 @@ package main
 // added latency and throughput against a direct connection.
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -16,14 +15,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	mdns "github.com/miekg/dns"
@@ -31,6 +28,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat"
 	"github.com/lifeboat-dr/lifeboat/driver/dns"
 	"github.com/lifeboat-dr/lifeboat/driver/frontdoor"
+	"github.com/lifeboat-dr/lifeboat/driver/rfc2136/bindtest"
 )
 
 // Targets of issue 4.
@@ -152,20 +150,27 @@ func dnsRows(ctx context.Context, seconds int) ([]row, error) {
 	}
 	rows = append(rows, row{what, "built-in", own.String(), "", ""})
 
-	bind, skip, err := startNamed(ctx, filepath.Join(dir, "named"), zone)
-	if skip != "" {
-		return append(rows, row{what, "bind 9", "SKIPPED: " + skip, "", ""}), nil
+	// minimal-responses: answer sections only, as the built-in server does.
+	if os.Geteuid() == 0 {
+		// MkdirTemp makes dir 0700 root: let bind traverse it.
+		if err := os.Chmod(dir, 0o711); err != nil {
+			return nil, err
+		}
+	}
+	bind, err := bindtest.Launch(ctx, bindtest.Options{Zone: benchZone, ZoneFile: zone, MinimalResponses: true}, filepath.Join(dir, "named"))
+	if errors.Is(err, bindtest.ErrNoNamed) || errors.Is(err, bindtest.ErrNoBindUser) {
+		return append(rows, row{what, "bind 9", "SKIPPED: " + err.Error(), "", ""}), nil
 	}
 	if err != nil {
+		return nil, fmt.Errorf("starting BIND: %w", err)
+	}
+	defer bind.Stop()
+	if err := sameAnswers(ctx, builtin.Addr(), bind.Addr); err != nil {
 		return nil, err
 	}
-	defer bind.stop()
-	if err := sameAnswers(ctx, builtin.Addr(), bind.addr); err != nil {
-		return nil, err
-	}
-	theirs, err := dnsperf(ctx, bind.addr, queries, seconds)
+	theirs, err := dnsperf(ctx, bind.Addr, queries, seconds)
 	if err != nil {
-		return nil, fmt.Errorf("dnsperf against BIND on %s: %w", bind.addr, err)
+		return nil, fmt.Errorf("dnsperf against BIND on %s: %w", bind.Addr, err)
 	}
 	ratio := own.qps / theirs.qps
 	return append(rows,
@@ -294,173 +299,6 @@ func dnsperf(ctx context.Context, addr, queries string, seconds int) (perf, erro
 		p.codes = strings.Join(cs, ", ")
 	}
 	return p, nil
-}
-
-// named is a BIND 9 serving the bench zone on loopback, a child of the
-// bench stopped by its PID.
-type named struct {
-	addr   string
-	cmd    *exec.Cmd
-	exited chan struct{}
-	log    *lockedBuf
-	once   sync.Once
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// startNamed starts named (as the bind user when root) in dir on a free
-// port and waits until it answers the zone's SOA. skip is set, with the
-// reason, when BIND cannot run here at all.
-func startNamed(ctx context.Context, dir, zone string) (n *named, skip string, err error) {
-	bin := os.Getenv("LIFEBOAT_NAMED")
-	if bin == "" {
-		bin = "/usr/sbin/named"
-	}
-	if _, err := exec.LookPath(bin); err != nil {
-		return nil, fmt.Sprintf("%s not found (apt-get install bind9)", bin), nil
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return nil, "", err
-	}
-	uid, gid := -1, -1
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("bind")
-		if err != nil {
-			return nil, "running as root needs the `bind` user for named -u bind (Debian's bind9 creates it)", nil
-		}
-		uid, _ = strconv.Atoi(u.Uid)
-		gid, _ = strconv.Atoi(u.Gid)
-		// MkdirTemp makes the parent 0700 root: let bind traverse it.
-		if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil {
-			return nil, "", err
-		}
-		if err := os.Chown(dir, uid, gid); err != nil {
-			return nil, "", err
-		}
-	}
-	var lastErr error
-	for range 5 { // a free port can be taken between probe and bind
-		port, err := freeDNSPort()
-		if err != nil {
-			return nil, "", err
-		}
-		n, err := tryNamed(ctx, bin, dir, zone, port, uid, gid)
-		if err == nil {
-			return n, "", nil
-		}
-		lastErr = err
-		if !strings.Contains(err.Error(), "address in use") {
-			break
-		}
-	}
-	return nil, "", lastErr
-}
-
-func tryNamed(ctx context.Context, bin, dir, zone string, port, uid, gid int) (*named, error) {
-	// minimal-responses: answer sections only, as the built-in server does.
-	// No rndc channel, so nothing else listens.
-	conf := fmt.Sprintf(`options {
-	directory %[1]q;
-	pid-file "named.pid";
-	session-keyfile "session.key";
-	managed-keys-directory %[1]q;
-	listen-on port %[2]d { 127.0.0.1; };
-	listen-on-v6 { none; };
-	recursion no;
-	dnssec-validation no;
-	notify no;
-	minimal-responses yes;
-	automatic-interface-scan no;
-};
-controls { };
-zone %[3]q {
-	type primary;
-	file "zone.db";
-};
-`, dir, port, strings.TrimSuffix(benchZone, "."))
-	for name, body := range map[string]string{"named.conf": conf, "zone.db": zone} {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			return nil, err
-		}
-		if uid >= 0 {
-			if err := os.Chown(p, uid, gid); err != nil {
-				return nil, err
-			}
-		}
-	}
-	args := []string{"-g", "-4", "-c", filepath.Join(dir, "named.conf")}
-	if uid >= 0 {
-		args = append(args, "-u", "bind")
-	}
-	n := &named{addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: exec.Command(bin, args...), exited: make(chan struct{}), log: &lockedBuf{}}
-	n.cmd.Dir, n.cmd.Stdout, n.cmd.Stderr = dir, n.log, n.log
-	if err := n.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", bin, err)
-	}
-	go func() { _ = n.cmd.Wait(); close(n.exited) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if r, err := exchange(ctx, n.addr, question{benchZone, mdns.TypeSOA}); err == nil && r.Rcode == mdns.RcodeSuccess && len(r.Answer) == 1 {
-			return n, nil
-		}
-		select {
-		case <-n.exited:
-			return nil, fmt.Errorf("named exited before serving %s on %s; its log (%s):\n%s", benchZone, n.addr, dir, n.log)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			n.stop()
-			return nil, fmt.Errorf("named (pid %d) did not answer the SOA of %s on %s within 30s; its log:\n%s", n.cmd.Process.Pid, benchZone, n.addr, n.log)
-		}
-	}
-}
-
-// stop stops named by its PID: SIGTERM, then SIGKILL after 10 s.
-func (n *named) stop() {
-	n.once.Do(func() {
-		_ = n.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-n.exited:
-		case <-time.After(10 * time.Second):
-			_ = n.cmd.Process.Kill()
-			<-n.exited
-		}
-	})
-}
-
-// freeDNSPort finds a port of 127.0.0.1 free for both UDP and TCP.
-func freeDNSPort() (int, error) {
-	for range 20 {
-		l, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", port))
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		return port, nil
-	}
-	return 0, errors.New("no port of 127.0.0.1 free for both tcp and udp after 20 tries")
 }
 
 // --- front door ----------------------------------------------------------

@@ -1,10 +1,12 @@
-// Package bindtest runs a real BIND 9 (named) on loopback for tests: one
-// primary zone that accepts RFC 2136 updates signed with one TSIG key.
+// Package bindtest runs a real BIND 9 (named) on loopback for tests and
+// benchmarks: one primary zone that accepts RFC 2136 updates signed with
+// one TSIG key.
 //
-// named runs in the foreground (-g) as a child of the test, in a directory
-// under t.TempDir(), on a free port of 127.0.0.1, and is stopped by its PID
-// when the test ends. When the test runs as root, named drops to the `bind`
-// user (-u bind), which must be able to write the zone's journal.
+// named runs in the foreground (-g) as a child of the caller, in a given
+// directory (Start: under t.TempDir()), on a free port of 127.0.0.1, and is
+// stopped by its PID (Start: when the test ends). When the caller runs as
+// root, named drops to the `bind` user (-u bind), which must be able to
+// write the zone's journal.
 package bindtest
 
 import (
@@ -46,6 +48,12 @@ type Options struct {
 	AllowUpdate string
 	// Records are extra lines of the zone file (relative names are in the zone).
 	Records []string
+	// ZoneFile, when set, is the whole zone file instead of the default
+	// SOA, NS and Records.
+	ZoneFile string
+	// MinimalResponses answers with the answer section only (no NS or
+	// glue in the authority and additional sections).
+	MinimalResponses bool
 	// Named is the named binary; default $LIFEBOAT_NAMED or DefaultNamed.
 	Named string
 	// StartTimeout bounds the wait for the first SOA answer; default 30 s.
@@ -69,10 +77,44 @@ type Server struct {
 	logMu    *sync.Mutex
 }
 
-// Start starts named and waits until it answers the zone's SOA. The server
-// is stopped when the test ends. It fails the test when named is missing: scripts/deps.sh installs it.
+// Errors of Launch when BIND cannot run here at all.
+var (
+	ErrNoNamed    = errors.New("named not found (run scripts/deps.sh, or install Debian's bind9: apt-get install bind9 dnsutils)")
+	ErrNoBindUser = errors.New("running as root needs the `bind` user for named -u bind (Debian's bind9 package creates it)")
+)
+
+// Start starts named under t.TempDir() and waits until it answers the
+// zone's SOA. The server is stopped when the test ends, and its log shown
+// if the test failed. It fails the test when named is missing:
+// scripts/deps.sh installs it.
 func Start(t testing.TB, o Options) *Server {
 	t.Helper()
+	base := t.TempDir()
+	if os.Geteuid() == 0 {
+		// t.TempDir() and its parent are 0700 root: let bind traverse them.
+		for _, d := range []string{base, filepath.Dir(base)} {
+			if err := os.Chmod(d, 0o711); err != nil {
+				t.Fatalf("bindtest: %v", err)
+			}
+		}
+	}
+	s, err := Launch(context.Background(), o, filepath.Join(base, "named"))
+	if err != nil {
+		t.Fatalf("bindtest: %v", err)
+	}
+	t.Cleanup(func() {
+		s.Stop()
+		if t.Failed() {
+			t.Logf("named log (%s):\n%s", s.Dir, s.Log())
+		}
+	})
+	return s
+}
+
+// Launch starts named in dir (created here; its parents must be
+// traversable by the bind user when root) and waits until it answers the
+// zone's SOA. The caller stops it with Stop.
+func Launch(ctx context.Context, o Options, dir string) (*Server, error) {
 	if o.Zone == "" {
 		o.Zone = DefaultZone
 	}
@@ -94,65 +136,47 @@ func Start(t testing.TB, o Options) *Server {
 		o.Named = DefaultNamed
 	}
 	if _, err := exec.LookPath(o.Named); err != nil {
-		t.Fatalf("bindtest: %s not found (run scripts/deps.sh, or install Debian's bind9: apt-get install bind9 dnsutils): %v", o.Named, err)
+		return nil, fmt.Errorf("%s: %w", o.Named, ErrNoNamed)
 	}
 	if o.StartTimeout == 0 {
 		o.StartTimeout = 30 * time.Second
 	}
-
-	dir, uid, gid := workDir(t)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, err
+	}
+	uid, gid := -1, -1
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("bind")
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrNoBindUser, err)
+		}
+		uid, _ = strconv.Atoi(u.Uid)
+		gid, _ = strconv.Atoi(u.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			return nil, err
+		}
+	}
 	// A free port can be taken by someone else between probe and bind:
 	// try a few.
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		port, err := freePort()
 		if err != nil {
-			t.Fatalf("bindtest: no free port on 127.0.0.1: %v", err)
+			return nil, fmt.Errorf("no free port on 127.0.0.1: %w", err)
 		}
-		s, err := start(t, o, dir, port, uid, gid)
+		s, err := launch(ctx, o, dir, port, uid, gid)
 		if err == nil {
-			return s
+			return s, nil
 		}
 		lastErr = err
 		if !errors.Is(err, errAddrInUse) {
 			break
 		}
 	}
-	t.Fatalf("bindtest: %v", lastErr)
-	return nil
+	return nil, lastErr
 }
 
 var errAddrInUse = errors.New("address in use")
-
-// workDir makes named's directory and, when root, hands it to the bind user.
-func workDir(t testing.TB) (dir string, uid, gid int) {
-	t.Helper()
-	base := t.TempDir()
-	dir = filepath.Join(base, "named")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatalf("bindtest: %v", err)
-	}
-	uid, gid = -1, -1
-	if os.Geteuid() != 0 {
-		return dir, uid, gid
-	}
-	u, err := user.Lookup("bind")
-	if err != nil {
-		t.Fatalf("bindtest: running as root needs the `bind` user (Debian's bind9 package creates it): %v", err)
-	}
-	uid, _ = strconv.Atoi(u.Uid)
-	gid, _ = strconv.Atoi(u.Gid)
-	// t.TempDir() and its parent are 0700 root: let bind traverse them.
-	for _, d := range []string{base, filepath.Dir(base)} {
-		if err := os.Chmod(d, 0o711); err != nil {
-			t.Fatalf("bindtest: %v", err)
-		}
-	}
-	if err := os.Chown(dir, uid, gid); err != nil {
-		t.Fatalf("bindtest: %v", err)
-	}
-	return dir, uid, gid
-}
 
 func freePort() (int, error) {
 	// The port must be free for both TCP and UDP.
@@ -173,8 +197,11 @@ func freePort() (int, error) {
 	return 0, errors.New("no port free for both tcp and udp after 20 tries")
 }
 
-func start(t testing.TB, o Options, dir string, port, uid, gid int) (*Server, error) {
-	t.Helper()
+func launch(ctx context.Context, o Options, dir string, port, uid, gid int) (*Server, error) {
+	minimal := ""
+	if o.MinimalResponses {
+		minimal = "\n\tminimal-responses yes;"
+	}
 	conf := fmt.Sprintf(`options {
 	directory %[1]q;
 	pid-file "named.pid";
@@ -188,7 +215,7 @@ func start(t testing.TB, o Options, dir string, port, uid, gid int) (*Server, er
 	dnssec-validation no;
 	notify no;
 	allow-query { 127.0.0.1; };
-	automatic-interface-scan no;
+	automatic-interface-scan no;%[7]s
 };
 // No rndc channel: parallel test servers must not fight over port 953.
 controls { };
@@ -201,14 +228,17 @@ zone %[5]q {
 	file "zone.db";
 	allow-update { %[6]s; };
 };
-`, dir, port, strings.TrimSuffix(o.KeyName, "."), o.Secret, strings.TrimSuffix(o.Zone, "."), o.AllowUpdate)
-	zone := fmt.Sprintf(`$ORIGIN %[1]s
+`, dir, port, strings.TrimSuffix(o.KeyName, "."), o.Secret, strings.TrimSuffix(o.Zone, "."), o.AllowUpdate, minimal)
+	zone := o.ZoneFile
+	if zone == "" {
+		zone = fmt.Sprintf(`$ORIGIN %[1]s
 $TTL 300
 @	IN SOA ns1.%[1]s hostmaster.%[1]s 1 3600 600 86400 60
 @	IN NS ns1.%[1]s
 ns1	IN A 127.0.0.1
 %[2]s
 `, o.Zone, strings.Join(o.Records, "\n"))
+	}
 	for name, body := range map[string]string{"named.conf": conf, "zone.db": zone} {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
@@ -237,14 +267,8 @@ ns1	IN A 127.0.0.1
 		return nil, fmt.Errorf("start %s: %w", o.Named, err)
 	}
 	go func() { s.waitErr = cmd.Wait(); close(s.exited) }()
-	t.Cleanup(func() {
-		s.Stop()
-		if t.Failed() {
-			t.Logf("named log (%s):\n%s", dir, s.Log())
-		}
-	})
 
-	ctx, cancel := context.WithTimeout(context.Background(), o.StartTimeout)
+	ctx, cancel := context.WithTimeout(ctx, o.StartTimeout)
 	defer cancel()
 	for {
 		if _, err := s.Serial(ctx); err == nil {
