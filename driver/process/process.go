@@ -337,6 +337,29 @@ func (d *Driver) region(op lifeboat.Op, t lifeboat.Target) (Region, error) {
 
 // fence checks t's epoch against the newest acted for on the resource and
 // records it: a mutating call holds the scale set from here on.
+// lockedSet checks t's region and epoch, finds its scale set and takes the
+// set's lock (the caller unlocks it). missing says what to do when the set
+// does not exist.
+func (d *Driver) lockedSet(ctx context.Context, op lifeboat.Op, t lifeboat.Target, missing string) (*scaleSet, Region, error) {
+	reg, err := d.region(op, t)
+	if err != nil {
+		return nil, reg, err
+	}
+	if err := d.fence(op, t); err != nil {
+		return nil, reg, err
+	}
+	d.mu.Lock()
+	s := d.sets[t.Resource]
+	d.mu.Unlock()
+	if s == nil {
+		return nil, reg, lifeboat.Permanent(op, t.Resource, fmt.Errorf("scale set %s does not exist in region %s: %s", t.Resource, t.Region, missing))
+	}
+	if err := s.lock(ctx); err != nil {
+		return nil, reg, lifeboat.Transient(op, t.Resource, err)
+	}
+	return s, reg, nil
+}
+
 func (d *Driver) fence(op lifeboat.Op, t lifeboat.Target) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -460,21 +483,9 @@ func (d *Driver) Scale(ctx context.Context, t lifeboat.Target, n int) error {
 	if n < 0 {
 		return lifeboat.Permanent(op, t.Resource, fmt.Errorf("cannot scale %s to %d instances: the count must be 0 or more", t.Resource, n))
 	}
-	reg, err := d.region(op, t)
+	s, reg, err := d.lockedSet(ctx, op, t, "provision it first (compute.provision)")
 	if err != nil {
 		return err
-	}
-	if err := d.fence(op, t); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	s := d.sets[t.Resource]
-	d.mu.Unlock()
-	if s == nil {
-		return lifeboat.Permanent(op, t.Resource, fmt.Errorf("scale set %s does not exist in region %s: provision it first (compute.provision)", t.Resource, t.Region))
-	}
-	if err := s.lock(ctx); err != nil {
-		return lifeboat.Transient(op, t.Resource, err)
 	}
 	defer s.unlock()
 

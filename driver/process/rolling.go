@@ -15,20 +15,9 @@ import (
 // like every mutating call. Restarts it makes are not counted as crashes.
 func (d *Driver) RollingRestart(ctx context.Context, t lifeboat.Target) error {
 	op := lifeboat.OpComputeScale
-	if _, err := d.region(op, t); err != nil {
+	s, _, err := d.lockedSet(ctx, op, t, "nothing to restart; provision and scale it first")
+	if err != nil {
 		return err
-	}
-	if err := d.fence(op, t); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	s := d.sets[t.Resource]
-	d.mu.Unlock()
-	if s == nil {
-		return lifeboat.Permanent(op, t.Resource, fmt.Errorf("scale set %s does not exist in region %s: nothing to restart; provision and scale it first", t.Resource, t.Region))
-	}
-	if err := s.lock(ctx); err != nil {
-		return lifeboat.Transient(op, t.Resource, err)
 	}
 	defer s.unlock()
 
