@@ -1,13 +1,13 @@
 package lab
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"text/template"
+
+	"github.com/lifeboat-dr/lifeboat/driver/process"
 )
 
 // specTemplate is the lab's lifeboat.yaml. The drivers are the daemon's
@@ -90,16 +90,7 @@ func installBinary(src, dst string) (string, error) {
 			return "", fmt.Errorf("copying %s to %s: %w", src, dst, err)
 		}
 	}
-	f, err := os.Open(dst)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+	return process.Checksum(dst)
 }
 
 func copyFile(src, dst string) error {

@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"strings"
 	"time"
+
+	"github.com/lifeboat-dr/lifeboat"
 )
 
 // ListenerConfig is one front-door listener (say "http" or "postgres").
@@ -72,7 +73,7 @@ func ValidateConfig(c Config) error {
 	if c.Log == nil {
 		errs = append(errs, errors.New("frontdoor: Log is nil: use slog.Default() (DefaultConfig sets it)"))
 	}
-	names := sortedKeys(c.Listeners)
+	names := lifeboat.SortedKeys(c.Listeners)
 	var want []string // the first listener's regions
 	for _, n := range names {
 		lc := c.Listeners[n]
@@ -88,7 +89,7 @@ func ValidateConfig(c Config) error {
 				errs = append(errs, fmt.Errorf("frontdoor: listener %q has an empty region or upstream address (%q: %q)", n, r, a))
 			}
 		}
-		got := sortedKeys(lc.Upstreams)
+		got := lifeboat.SortedKeys(lc.Upstreams)
 		if want == nil {
 			want = got
 		} else if strings.Join(got, ",") != strings.Join(want, ",") {
@@ -96,13 +97,4 @@ func ValidateConfig(c Config) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }

@@ -93,7 +93,7 @@ func New(c Config) (*FrontDoor, error) {
 		return nil, err
 	}
 	f := &FrontDoor{c: c, listeners: map[string]*listener{}, regions: map[string]bool{}, stop: make(chan struct{})}
-	f.names = sortedKeys(c.Listeners)
+	f.names = lifeboat.SortedKeys(c.Listeners)
 	for _, n := range f.names {
 		lc := c.Listeners[n]
 		f.listeners[n] = &listener{f: f, name: n, listen: lc.Listen, upstreams: lc.Upstreams, conns: map[*conn]struct{}{}, routed: make(chan struct{})}
@@ -221,7 +221,7 @@ func (f *FrontDoor) Status(ctx context.Context, t lifeboat.Target, names []strin
 // and the error is retryable: a retry completes the switch.
 func (f *FrontDoor) Switch(ctx context.Context, t lifeboat.Target, names []string) error {
 	if !f.regions[t.Region] {
-		return lifeboat.Permanent(OpSwitch, t.Resource, fmt.Errorf("region %q has no upstream in the front door (regions with one: %v): check the spec's region names against the front door's Upstreams", t.Region, sortedKeys(f.regions)))
+		return lifeboat.Permanent(OpSwitch, t.Resource, fmt.Errorf("region %q has no upstream in the front door (regions with one: %v): check the spec's region names against the front door's Upstreams", t.Region, lifeboat.SortedKeys(f.regions)))
 	}
 	f.switchMu.Lock()
 	defer f.switchMu.Unlock()

@@ -11,12 +11,13 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/lifeboat-dr/lifeboat"
 )
 
 // DefaultBinDir is where Debian's postgresql-15 puts its programs.
@@ -245,11 +246,7 @@ func (i *Instance) WriteSettings(primaryConninfo string) error {
 		fmt.Fprintf(&b, "cluster_name = %s\n", quoteLiteral(i.Name))
 	}
 	fmt.Fprintf(&b, "primary_conninfo = %s\n", quoteLiteral(primaryConninfo))
-	keys := make([]string, 0, len(i.Settings))
-	for k := range i.Settings {
-		keys = append(keys, k)
-	}
-	for _, k := range sortedStrings(keys) {
+	for _, k := range lifeboat.SortedKeys(i.Settings) {
 		fmt.Fprintf(&b, "%s = %s\n", k, quoteLiteral(i.Settings[k]))
 	}
 	if err := writeFileAtomic(filepath.Join(i.DataDir, settingsFile), []byte(b.String()), 0o600); err != nil {
@@ -585,9 +582,3 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
-
-func sortedStrings(s []string) []string {
-	out := append([]string(nil), s...)
-	sort.Strings(out)
-	return out
-}

@@ -53,8 +53,9 @@ func artifactPath(reg Region, resource, source string) string {
 	return filepath.Join(reg.Dir, "artifacts", resource, filepath.Base(source))
 }
 
-// fileSum returns "sha256:<hex>" of the file at path.
-func fileSum(path string) (string, error) {
+// Checksum returns the file's checksum in the recipe's form,
+// "sha256:<hex>" (what recipe.checksum in the spec holds).
+func Checksum(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -133,7 +134,7 @@ func (d *Driver) transfer(reg Region, resource string, r lifeboat.Recipe) (strin
 		// The source may be in the region that was lost; a copy already
 		// verified against the pinned checksum is as good.
 		if want != "" {
-			if have, herr := fileSum(dst); herr == nil && have == want {
+			if have, herr := Checksum(dst); herr == nil && have == want {
 				return dst, nil
 			}
 		}
@@ -199,7 +200,7 @@ func (d *Driver) RecipeReady(ctx context.Context, t lifeboat.Target, c lifeboat.
 		return false, "", lifeboat.Permanent(op, t.Resource, err)
 	}
 	dst := artifactPath(reg, t.Resource, src)
-	have, err := fileSum(dst)
+	have, err := Checksum(dst)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, fmt.Sprintf("the recipe is not transferred to region %s (%s is missing): provision %s", t.Region, dst, t.Resource), nil
 	}
@@ -209,7 +210,7 @@ func (d *Driver) RecipeReady(ctx context.Context, t lifeboat.Target, c lifeboat.
 	if want := c.Recipe.Checksum; want != "" && have != want {
 		return false, fmt.Sprintf("region %s holds %s with checksum %s but the recipe wants %s: provision %s again", t.Region, dst, have, want, t.Resource), nil
 	}
-	srcSum, err := fileSum(src)
+	srcSum, err := Checksum(src)
 	if err != nil {
 		if c.Recipe.Checksum != "" {
 			return true, fmt.Sprintf("the source %s cannot be read (%v); the region's copy matches the recipe's checksum", src, err), nil

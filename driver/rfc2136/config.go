@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/lifeboat-dr/lifeboat"
 )
 
 // TSIGKey is the key that signs every message (RFC 8945). It must match a
@@ -86,7 +87,7 @@ func ValidateConfig(c Config) error {
 		bad("tsig.name %q is not a domain name", c.TSIG.Name)
 	}
 	if _, ok := algorithms[strings.ToLower(strings.TrimSuffix(c.TSIG.Algorithm, "."))]; !ok {
-		bad("tsig.algorithm %q: want one of %s", c.TSIG.Algorithm, strings.Join(sortedKeys(algorithms), ", "))
+		bad("tsig.algorithm %q: want one of %s", c.TSIG.Algorithm, strings.Join(lifeboat.SortedKeys(algorithms), ", "))
 	}
 	if c.TSIG.Secret == "" {
 		bad("tsig.secret is empty: copy the base64 secret of key %q from the server's configuration", c.TSIG.Name)
@@ -97,7 +98,7 @@ func ValidateConfig(c Config) error {
 		bad("names is empty: list each traffic name with its addresses per region")
 	}
 	seen := map[string]string{}
-	for _, name := range sortedKeys(c.Names) {
+	for _, name := range lifeboat.SortedKeys(c.Names) {
 		fqdn, err := canonical(name, zone)
 		if err != nil {
 			bad("name %q: %v", name, err)
@@ -111,7 +112,7 @@ func ValidateConfig(c Config) error {
 		if len(regions) == 0 {
 			bad("name %q has no regions: give the addresses it resolves to in each region", name)
 		}
-		for _, region := range sortedKeys(regions) {
+		for _, region := range lifeboat.SortedKeys(regions) {
 			if region == "" || strings.ContainsAny(region, " \t\"=;") {
 				bad("name %q: region %q must be non-empty, without spaces, quotes, '=' or ';' (it is written into a TXT record)", name, region)
 			}
@@ -161,13 +162,4 @@ func canonical(name, zone string) (string, error) {
 		return "", fmt.Errorf("%s is not in zone %s: an update to %s cannot change it", fqdn, zone, zone)
 	}
 	return fqdn, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }

@@ -223,7 +223,7 @@ func (d *Driver) regionOf(rec record, addrs []netip.Addr) string {
 		return "" // drift: the records say something else than the mark
 	}
 	match := ""
-	for _, region := range sortedKeys(byRegion) {
+	for _, region := range lifeboat.SortedKeys(byRegion) {
 		if equalAddrs(byRegion[region], addrs) {
 			if match != "" {
 				return "" // ambiguous
