@@ -286,10 +286,14 @@ type DriverSpec struct {
 	// Default is the driver for every kind not named below: script (a
 	// command per action), agent (drivers served over HTTP by a region's
 	// agent, such as the lab's daemon) or fake (in memory, for tests).
+	// Traffic may also be dns (the built-in authoritative DNS server) or
+	// frontdoor (TCP listeners that forward to the active region), both
+	// hosted by 'lifeboat serve' at drivers.agent.url, or rfc2136 (an
+	// external DNS server).
 	Default  string `yaml:"default,omitempty" json:"default,omitempty" jsonschema:"enum=script,enum=agent,enum=fake"`
 	Compute  string `yaml:"compute,omitempty" json:"compute,omitempty" jsonschema:"enum=script,enum=agent,enum=fake"`
 	Database string `yaml:"database,omitempty" json:"database,omitempty" jsonschema:"enum=script,enum=agent,enum=fake"`
-	Traffic  string `yaml:"traffic,omitempty" json:"traffic,omitempty" jsonschema:"enum=script,enum=agent,enum=rfc2136,enum=fake"`
+	Traffic  string `yaml:"traffic,omitempty" json:"traffic,omitempty" jsonschema:"enum=script,enum=agent,enum=dns,enum=frontdoor,enum=rfc2136,enum=fake"`
 	Backup   string `yaml:"backup,omitempty" json:"backup,omitempty" jsonschema:"enum=script,enum=agent,enum=fake"`
 	// Script configures the script driver: one command per action.
 	Script *ScriptDriver `yaml:"script,omitempty" json:"script,omitempty"`
@@ -298,6 +302,59 @@ type DriverSpec struct {
 	// RFC2136 switches traffic names in an external DNS server (BIND,
 	// PowerDNS, …) by dynamic updates signed with TSIG.
 	RFC2136 *RFC2136Driver `yaml:"rfc2136,omitempty" json:"rfc2136,omitempty"`
+	// DNS is the built-in authoritative DNS server for the service's zone.
+	DNS *DNSDriver `yaml:"dns,omitempty" json:"dns,omitempty"`
+	// FrontDoor is the front door's listeners.
+	FrontDoor *FrontDoorDriver `yaml:"frontdoor,omitempty" json:"frontdoor,omitempty"`
+}
+
+// DNSDriver is Lifeboat's built-in authoritative DNS server: every traffic
+// name answers with the healthy endpoints of the active region, and fails
+// closed. 'lifeboat serve' hosts it.
+type DNSDriver struct {
+	// Zone that holds the traffic names, e.g. shop.example.test.
+	Zone string `yaml:"zone" json:"zone" jsonschema:"required"`
+	// Listen is where the server answers, UDP and TCP, host:port.
+	Listen string `yaml:"listen" json:"listen" jsonschema:"required"`
+	// NameServers are the zone's NS records, one per region.
+	NameServers map[string]NameServer `yaml:"name-servers" json:"name-servers" jsonschema:"required"`
+	// Endpoints are the addresses the traffic names answer with when each
+	// region is active, by region name.
+	Endpoints map[string][]string `yaml:"endpoints" json:"endpoints" jsonschema:"required"`
+	// Weights make the names active/active: each answer comes from one
+	// region, picked in proportion to its weight (a region not listed has
+	// weight 0). A failover pins them to one region again.
+	Weights map[string]int `yaml:"weights,omitempty" json:"weights,omitempty"`
+}
+
+// NameServer is one of the zone's name servers.
+type NameServer struct {
+	// Name of the server, e.g. ns-west.shop.example.test.
+	Name string `yaml:"name" json:"name" jsonschema:"required"`
+	// Address it answers on (the glue record when the name is in the zone).
+	Address string `yaml:"address,omitempty" json:"address,omitempty"`
+}
+
+// FrontDoorDriver is the front door: TCP listeners that forward to the
+// active region and switch in two steps. 'lifeboat serve' hosts it.
+type FrontDoorDriver struct {
+	// Listeners by name (e.g. http, postgres).
+	Listeners map[string]FrontDoorListener `yaml:"listeners" json:"listeners" jsonschema:"required"`
+	// Lease is how long a listener keeps routing without contact with the
+	// control plane before it fences itself; default 10s.
+	Lease Duration `yaml:"lease,omitempty" json:"lease,omitempty"`
+	// HoldTimeout is how long a new connection waits for a route during a
+	// switch before it is refused; default 2s.
+	HoldTimeout Duration `yaml:"hold-timeout,omitempty" json:"hold-timeout,omitempty"`
+}
+
+// FrontDoorListener is one listener of the front door.
+type FrontDoorListener struct {
+	// Listen is the public address, host:port.
+	Listen string `yaml:"listen" json:"listen" jsonschema:"required"`
+	// Upstreams is the host:port this listener forwards to when each
+	// region is active, by region name.
+	Upstreams map[string]string `yaml:"upstreams" json:"upstreams" jsonschema:"required"`
 }
 
 // RFC2136Driver is an external DNS server that takes dynamic updates.
@@ -325,7 +382,9 @@ type TSIG struct {
 
 // AgentDriver is an agent that serves drivers over HTTP.
 type AgentDriver struct {
-	// URL of the agent, e.g. http://127.0.0.1:7401.
+	// URL of the agent, e.g. http://127.0.0.1:7401: the lab's daemon, or
+	// 'lifeboat serve', which listens there and hosts drivers.traffic dns
+	// or frontdoor.
 	URL string `yaml:"url" json:"url" jsonschema:"required,pattern=^https?://"`
 }
 

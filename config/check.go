@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -224,30 +223,8 @@ func (c *checker) rfc2136(r *lifeboat.RFC2136Driver) {
 		}
 		return
 	}
-	if !c.ok("drivers.rfc2136.endpoints") {
-		return
-	}
-	for _, region := range []string{c.s.Regions.Primary.Name, c.s.Regions.Secondary.Name} {
-		if region == "" {
-			continue
-		}
-		if len(r.Endpoints[region]) == 0 {
-			c.errorAt("drivers.rfc2136.endpoints", false, fmt.Sprintf("no addresses for region %s: the traffic names have nothing to resolve to when %s is active", region, region),
-				fmt.Sprintf("add %s: [<address>, …]", region))
-		}
-	}
-	for _, region := range lifeboat.SortedKeys(r.Endpoints) {
-		path := "drivers.rfc2136.endpoints." + region
-		if region != c.s.Regions.Primary.Name && region != c.s.Regions.Secondary.Name {
-			c.errorAt(path, true, fmt.Sprintf("%q is not the primary or the secondary region", region),
-				fmt.Sprintf("use %s or %s", c.s.Regions.Primary.Name, c.s.Regions.Secondary.Name))
-			continue
-		}
-		for i, a := range r.Endpoints[region] {
-			if _, err := netip.ParseAddr(a); err != nil {
-				c.errorAt(fmt.Sprintf("%s[%d]", path, i), false, fmt.Sprintf("%q is not an IP address", a), "write an IPv4 or IPv6 address, e.g. 192.0.2.10")
-			}
-		}
+	if c.ok("drivers.rfc2136") {
+		c.endpoints("drivers.rfc2136.endpoints", r.Endpoints, "the traffic names have nothing to resolve to")
 	}
 }
 
@@ -573,9 +550,7 @@ func (c *checker) drivers() {
 			agentAt = at
 		}
 	}
-	if (ds.Traffic == "rfc2136") && uses["traffic"] && c.ok("drivers.traffic") {
-		c.rfc2136(ds.RFC2136)
-	}
+	c.trafficDrivers(uses["traffic"], agentAt != "" && ds.Agent == nil)
 	if agentAt != "" && ds.Agent == nil && c.ok("drivers.agent") {
 		c.errorAt(agentAt, false, "the agent driver is chosen here, but drivers.agent is missing",
 			"add drivers.agent.url with the agent's address, e.g. url: http://127.0.0.1:7401 (lifeboat lab up writes it for the lab)")

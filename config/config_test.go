@@ -343,3 +343,112 @@ func BenchmarkParseExample(b *testing.B) {
 		Parse("lifeboat.yaml", data)
 	}
 }
+
+// Valid specs for the traffic drivers 'lifeboat serve' hosts: each must
+// parse with no diagnostics at all (no error, no warning).
+func TestHostedTrafficSpecsHaveNoDiagnostics(t *testing.T) {
+	const head = `service: shop
+regions:
+  primary: {name: west}
+  secondary: {name: east}
+  witness: {name: north}
+objectives: {rto: 1m, rpo: 5s}
+units:
+  storefront:
+    compute:
+      web:
+        recipe: {artifact: ./bin/shop, command: [./shop]}
+        standby: warm
+        instances: {primary: 2, secondary: 2}
+    traffic:
+      www: {names: [www.shop.example.test, Shop.Example.Test.], target: web}
+drivers:
+  default: fake
+  agent: {url: "http://127.0.0.1:7402"}
+`
+	for _, tc := range []struct{ name, drivers string }{
+		{"dns", `  traffic: dns
+  dns:
+    zone: shop.example.test.
+    listen: 127.0.0.1:5353
+    name-servers:
+      west: {name: ns-west.shop.example.test, address: 127.0.0.1}
+      east: {name: ns-east.shop.example.test, address: "::1"}
+      north: {name: ns1.provider.test}
+    endpoints:
+      west: [127.0.0.1, 127.0.0.11]
+      east: ["::1"]
+    weights: {west: 3, east: 0}
+`},
+		{"dns without weights or glue", `  traffic: dns
+  dns:
+    zone: example.test
+    listen: ":5353"
+    name-servers:
+      west: {name: ns-west.provider.test}
+      east: {name: ns-east.provider.test}
+    endpoints: {west: [192.0.2.10], east: [198.51.100.10]}
+`},
+		{"frontdoor", `  traffic: frontdoor
+  frontdoor:
+    lease: 10s
+    hold-timeout: 0s
+    listeners:
+      http:
+        listen: 127.0.0.1:8080
+        upstreams: {west: "127.0.0.1:8081", east: "127.0.0.1:8082"}
+      postgres:
+        listen: "[::1]:5432"
+        upstreams: {west: "db-west.internal:5432", east: "[::1]:5433"}
+      spare:
+        listen: 127.0.0.2:8080
+        upstreams: {west: "127.0.0.1:9081", east: "127.0.0.1:9082"}
+`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec, diags := Parse("lifeboat.yaml", []byte(head+tc.drivers))
+			if spec == nil || len(diags) != 0 {
+				t.Fatalf("want a spec and no diagnostics, got spec %v:\n%s", spec != nil, diags)
+			}
+		})
+	}
+}
+
+// A spec with no traffic components does not need the chosen traffic
+// driver's section, nor an agent for it.
+func TestHostedTrafficWithoutTrafficComponents(t *testing.T) {
+	for _, driver := range []string{"dns", "frontdoor"} {
+		src := strings.Replace(minimal, "    traffic:\n      www:\n        names: [shop.example.test]\n        target: web\n", "", 1) +
+			"drivers:\n  default: fake\n  traffic: " + driver + "\n"
+		if spec, diags := Parse("f.yaml", []byte(src)); spec == nil || len(diags) != 0 {
+			t.Errorf("traffic: %s with no traffic components: want no diagnostics, got:\n%s", driver, diags)
+		}
+	}
+}
+
+func TestDomainProblem(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"shop.example.test", true},
+		{"shop.example.test.", true},
+		{"_dmarc.example.test", true},
+		{"xn--bcher-kva.example", true},
+		{"", false},
+		{".", false},
+		{"shop..test", false},
+		{"shop example.test", false},
+		{"-shop.test", false},
+		{"shop.test:53", false},
+		{"192.0.2.1", false},
+		{strings.Repeat("a", 64) + ".test", false},
+	} {
+		if got := domainProblem(tc.name); (got == "") != tc.ok {
+			t.Errorf("domainProblem(%q) = %q, want ok %v", tc.name, got, tc.ok)
+		}
+	}
+	if !inZone("WWW.Shop.example.test", "shop.example.test.") || !inZone("shop.example.test.", "shop.example.test") || inZone("xshop.example.test", "shop.example.test") {
+		t.Error("inZone must ignore case and the trailing dot, and compare whole labels")
+	}
+}

@@ -2,7 +2,10 @@
 // (compute, database, backup, traffic) gets the driver named for it in
 // drivers.<kind>, or drivers.default; the backends live in subpackages
 // (script: the user's shell commands; agent: drivers served over HTTP by a
-// region's agent, such as the lab's daemon; fake: an in-memory world).
+// region's agent, such as the lab's daemon; fake: an in-memory world;
+// rfc2136: an external DNS server). The built-in DNS server and the front
+// door are hosted by a long-running process (see Host) and reached through
+// its agent.
 //
 // Hook steps run through the script driver, unless no kind uses it and the
 // spec chose the fake (a test or a dry run): then the fake's runner records
@@ -49,9 +52,9 @@ func FromSpec(s *lifeboat.Spec, st *lifeboat.State) (lifeboat.Drivers, error) {
 		switch name {
 		case Script, Agent, Fake:
 			choice[k.kind] = name
-		case RFC2136:
+		case RFC2136, DNS, FrontDoor:
 			if k.kind != "traffic" {
-				return lifeboat.Drivers{}, fmt.Errorf("drivers.%s is rfc2136, which only drives traffic: use script, agent or fake", k.kind)
+				return lifeboat.Drivers{}, fmt.Errorf("drivers.%s is %s, which only drives traffic: use script, agent or fake", k.kind, name)
 			}
 			choice[k.kind] = name
 		case "":
@@ -71,11 +74,16 @@ func FromSpec(s *lifeboat.Spec, st *lifeboat.State) (lifeboat.Drivers, error) {
 	for _, name := range choice {
 		usesScript = usesScript || name == Script
 		usesFake = usesFake || name == Fake
-		usesAgent = usesAgent || name == Agent
+		// The hosted traffic drivers live in 'lifeboat serve': reach them
+		// through its agent.
+		usesAgent = usesAgent || name == Agent || name == DNS || name == FrontDoor
 	}
 	var remote lifeboat.Drivers
 	if usesAgent {
 		if ds.Agent == nil || ds.Agent.URL == "" {
+			if ht := choice["traffic"]; ht == DNS || ht == FrontDoor {
+				return lifeboat.Drivers{}, fmt.Errorf("drivers.traffic is %s, which 'lifeboat serve' hosts, but drivers.agent.url is not set: add the address it listens on, e.g. url: http://127.0.0.1:7402", ht)
+			}
 			return lifeboat.Drivers{}, fmt.Errorf("the agent driver is chosen but drivers.agent.url is not set: add the agent's address (lifeboat lab up writes it for the lab)")
 		}
 		remote = agent.NewClient(ds.Agent.URL, nil)
@@ -110,7 +118,7 @@ func FromSpec(s *lifeboat.Spec, st *lifeboat.State) (lifeboat.Drivers, error) {
 			return sd.Drivers()
 		case Fake:
 			return world.Drivers()
-		case Agent:
+		case Agent, DNS, FrontDoor:
 			return remote
 		case RFC2136:
 			return lifeboat.Drivers{Traffic: dnsUpdates}

@@ -160,7 +160,9 @@ func TestFromSpecErrors(t *testing.T) {
 	}{
 		{lifeboat.DriverSpec{}, "set drivers.default (or drivers.compute) to script, agent or fake"},
 		{lifeboat.DriverSpec{Default: "postgres"}, `drivers.default is "postgres", which is not a driver`},
-		{lifeboat.DriverSpec{Default: Fake, Traffic: "dns"}, `drivers.traffic is "dns"`},
+		{lifeboat.DriverSpec{Default: Fake, Traffic: "nginx"}, `drivers.traffic is "nginx", which is not a driver`},
+		{lifeboat.DriverSpec{Default: Fake, Traffic: DNS}, "drivers.traffic is dns, which 'lifeboat serve' hosts, but drivers.agent.url is not set"},
+		{lifeboat.DriverSpec{Default: Fake, Database: FrontDoor}, "drivers.database is frontdoor, which only drives traffic"},
 		{lifeboat.DriverSpec{Default: Script, Script: &lifeboat.ScriptDriver{Dir: "missing"}}, "drivers.script.dir"},
 	} {
 		_, err := FromSpec(spec(t, c.ds), nil)

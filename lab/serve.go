@@ -18,6 +18,7 @@ import (
 
 	"github.com/lifeboat-dr/lifeboat"
 	"github.com/lifeboat-dr/lifeboat/config"
+	"github.com/lifeboat-dr/lifeboat/driver"
 	"github.com/lifeboat-dr/lifeboat/driver/agent"
 	"github.com/lifeboat-dr/lifeboat/driver/postgres"
 	"github.com/lifeboat-dr/lifeboat/driver/process"
@@ -43,8 +44,10 @@ type daemon struct {
 	links map[string]*wan.Link
 	pg    *postgres.Driver
 	proc  *process.Driver
-	front *Front
-	spec  *lifeboat.Spec
+	// traffic is the front door (drivers.frontdoor of the lab's spec).
+	traffic *driver.Hosted
+	store   lifeboat.Store
+	spec    *lifeboat.Spec
 	pids  *os.File
 
 	agent atomic.Pointer[http.Handler]
@@ -253,7 +256,7 @@ func (d *daemon) start(ctx context.Context, stops *[]func()) error {
 	*stops = append(*stops, func() { _ = d.proc.Close() })
 	// A lab started again resumes where the control plane left the
 	// service (a failover may have moved it), not at its initial state.
-	st, err := d.controlState(ctx)
+	st, err := d.controlState(ctx, stops)
 	if err != nil {
 		return err
 	}
@@ -261,20 +264,18 @@ func (d *daemon) start(ctx context.Context, stops *[]func()) error {
 		return fmt.Errorf("starting the shop: %w; see the instances' logs under %s/*/scalesets", err, in.Dir)
 	}
 
-	// The front door, routed to the primary at the initial epoch.
+	// The front door, routed where the control plane left the traffic;
+	// its lease is renewed while the state store answers.
 	d.setPhase("opening the front door")
-	d.front, err = OpenFront(in.Front, map[string]string{West: west.Ingress, East: east.Ingress})
-	if err != nil {
+	if d.traffic, err = driver.Host(ctx, spec, st, d.log); err != nil {
 		return err
 	}
-	*stops = append(*stops, func() { _ = d.front.Close() })
-	tr := lifeboat.Target{Service: Service, Unit: Unit, Component: WWW, Region: st.Active,
-		Resource: lifeboat.TrafficName(Service, Unit, WWW), Epoch: st.Epoch}
-	if err := d.front.Switch(ctx, tr, []string{HostName}); err != nil {
-		return err
-	}
+	*stops = append(*stops, func() { _ = d.traffic.Close() })
+	leaseCtx, stopLease := context.WithCancel(context.WithoutCancel(ctx))
+	*stops = append(*stops, stopLease)
+	go d.traffic.KeepLease(leaseCtx, d.store, d.log)
 
-	h := agent.Handler(lifeboat.Drivers{Compute: d.proc, Database: d.pg, Traffic: d.front})
+	h := agent.Handler(lifeboat.Drivers{Compute: d.proc, Database: d.pg, Traffic: d.traffic.Traffic})
 	d.agent.Store(&h)
 
 	// Ready when the standby streams: the lab can fail over from here.
@@ -282,28 +283,24 @@ func (d *daemon) start(ctx context.Context, stops *[]func()) error {
 	return d.waitStreaming(ctx, time.Minute)
 }
 
-// controlState is the service's state as the control plane stored it in
-// the lab's .lifeboat, or the initial state when no command has run yet.
-func (d *daemon) controlState(ctx context.Context) (*lifeboat.State, error) {
-	initial := lifeboat.InitialState(d.spec, time.Now())
+// controlState opens the control plane's store in the lab's .lifeboat and
+// keeps it open (the daemon owns the embedded etcd member; lifeboat
+// commands join it), and returns the service's state there: the initial
+// state for a new lab, or where the last failover left it.
+func (d *daemon) controlState(ctx context.Context, stops *[]func()) (*lifeboat.State, error) {
 	dir := filepath.Join(d.in.Dir, ".lifeboat")
-	if _, err := os.Stat(dir); err != nil {
-		return initial, nil
-	}
-	d.setPhase("reading the control plane's state")
+	d.setPhase("opening the control plane's state")
 	s, err := store.Open(ctx, store.Options{Dir: dir, Service: d.spec.Service})
 	if err != nil {
-		return nil, fmt.Errorf("reading the service's state from %s: %w (the lab resumes where the last failover left it)", dir, err)
+		return nil, fmt.Errorf("opening the service's state in %s: %w (the lab resumes where the last failover left it)", dir, err)
 	}
-	defer s.Close()
-	st, err := s.State(ctx)
-	if errors.Is(err, lifeboat.ErrNoState) {
-		return initial, nil
-	}
+	*stops = append(*stops, func() { _ = s.Close() })
+	d.store = s
+	st, err := s.Init(ctx, lifeboat.InitialState(d.spec, time.Now().UTC()))
 	if err != nil {
 		return nil, fmt.Errorf("reading the service's state from %s: %w", dir, err)
 	}
-	d.log.Info("resuming the control plane's state", "active", st.Active, "epoch", st.Epoch)
+	d.log.Info("control plane state", "active", st.Active, "epoch", st.Epoch)
 	return st, nil
 }
 
@@ -443,8 +440,10 @@ func (d *daemon) status(ctx context.Context) Status {
 	if d.pg != nil {
 		s.Exposures = d.pg.Exposures(Service + "-" + Unit + "-" + Orders)
 	}
-	if d.front != nil {
-		s.Front.Region, s.Front.Epoch = d.front.Route()
+	if d.traffic != nil {
+		if r, err := d.traffic.Traffic.Status(ctx, lifeboat.Target{Resource: lifeboat.TrafficName(Service, Unit, WWW)}, nil); err == nil {
+			s.Front.Region, s.Front.Epoch = r.Region, r.Epoch
+		}
 	}
 	names := make([]string, 0, len(d.links))
 	for n := range d.links {

@@ -14,7 +14,8 @@ import (
 // agent; hooks (none here) would run as scripts where the CLI runs.
 var specTemplate = template.Must(template.New("spec").Parse(`# The lab's service, written by 'lifeboat lab up'. Every driver call goes to
 # the lab daemon's agent at {{.URL}}, which runs the real things: PostgreSQL
-# in west (primary) and east (standby), the shop scale sets, the front door.
+# in west (primary) and east (standby), the shop scale sets and the
+# front door (drivers.frontdoor).
 service: {{.Service}}
 
 regions:
@@ -54,7 +55,14 @@ units:
 
 drivers:
   default: agent
+  traffic: frontdoor
   agent: {url: "{{.URL}}"}
+  frontdoor:
+    lease: 5s
+    listeners:
+      http:
+        listen: {{.Front}}
+        upstreams: {west: {{.IngressWest}}, east: {{.IngressEast}}}
 
 store: {dir: .lifeboat}
 `))
@@ -70,7 +78,8 @@ func writeSpec(in *Info) error {
 		repl = "async"
 	}
 	err = specTemplate.Execute(f, map[string]string{"Service": Service, "Checksum": in.Checksum, "URL": in.URL, "Host": HostName,
-		"Replication": repl, "DegradeAfter": in.DegradeAfter})
+		"Replication": repl, "DegradeAfter": in.DegradeAfter,
+		"Front": in.Front, "IngressWest": in.Region(West).Ingress, "IngressEast": in.Region(East).Ingress})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -94,6 +94,7 @@ another file. Runs are journaled: an interrupted run continues with
 		a.statusCommand(),
 		a.historyCommand(),
 		a.unitsCommand(),
+		a.serveCommand(),
 		a.labCommand(),
 	)
 	return root

@@ -37,6 +37,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -136,6 +137,12 @@ func (f *FrontDoor) Start() error {
 	go f.leaseLoop()
 	return nil
 }
+
+// Lease is how long a listener routes without a Renew or a Switch.
+func (f *FrontDoor) Lease() time.Duration { return f.c.Lease }
+
+// Listeners are the listeners' names, sorted.
+func (f *FrontDoor) Listeners() []string { return slices.Clone(f.names) }
 
 // Addr is the address listener listens on ("" if unknown or not started).
 func (f *FrontDoor) Addr(listener string) string {

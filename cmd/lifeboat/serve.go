@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/lifeboat-dr/lifeboat"
+	"github.com/lifeboat-dr/lifeboat/driver"
+	"github.com/lifeboat-dr/lifeboat/driver/agent"
+	"github.com/spf13/cobra"
+)
+
+func (a *app) serveCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Host the built-in DNS server or the front door for the spec",
+		Long: `Run the long-lived part of Lifeboat for the spec: the traffic driver that
+drivers.traffic names when it is dns (the built-in authoritative DNS server)
+or frontdoor (TCP listeners that forward to the active region). Other
+lifeboat commands reach it at drivers.agent.url, where serve listens.
+
+On start, every name is routed where the stored state says (a restarted
+serve picks up after the last failover). While serve can read the state
+store it renews the front door's lease; if it cannot for longer than the
+lease, the front door fences itself and stops routing.
+Stop it with Ctrl-C or SIGTERM.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return a.serve(ctx)
+		},
+	}
+}
+
+func (a *app) serve(ctx context.Context) error {
+	spec, _, err := a.loadSpec()
+	if err != nil {
+		return err
+	}
+	if !driver.HostsTraffic(spec) {
+		return exit(exitSpec, "%s: drivers.traffic is %q, and serve hosts only dns or frontdoor: set drivers.traffic to one of them (with its drivers.dns or drivers.frontdoor section)", a.specPath, spec.Drivers.Traffic)
+	}
+	listen, err := agentListenAddr(spec)
+	if err != nil {
+		return exit(exitSpec, "%s: %v", a.specPath, err)
+	}
+	// Bind first: a second serve for the same spec must fail before it
+	// touches any listener the first one holds.
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return exit(exitFailed, "cannot listen on %s for drivers.agent.url (%v): is another 'lifeboat serve' running for this spec?", listen, err)
+	}
+	defer ln.Close()
+
+	s, err := a.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	log := slog.New(slog.NewTextHandler(a.err, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	h, err := driver.Host(ctx, s.spec, s.state, log)
+	if err != nil {
+		return exit(exitFailed, "%v", err)
+	}
+	defer h.Close()
+
+	srv := &http.Server{Handler: agent.Handler(lifeboat.Drivers{Traffic: h.Traffic}), ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer srv.Close()
+
+	if !a.json() {
+		fmt.Fprintf(a.out, "%s: serving %s traffic for %s (epoch %d, active %s)\n", a.paint(bold, "lifeboat serve"), spec.Drivers.Traffic, spec.Service, s.state.Epoch, s.state.Active)
+		for _, addr := range h.Addrs() {
+			fmt.Fprintf(a.out, "  %s\n", addr)
+		}
+		fmt.Fprintf(a.out, "  agent %s\n", spec.Drivers.Agent.URL)
+		if h.Lease > 0 {
+			fmt.Fprintf(a.out, "  lease %s, renewed while the state store answers\n", lifeboat.FormatDuration(h.Lease))
+		}
+		fmt.Fprintln(a.out, "Ctrl-C stops.")
+	} else {
+		_ = a.printJSON(map[string]any{"serving": h.Addrs(), "agent": spec.Drivers.Agent.URL, "epoch": s.state.Epoch})
+	}
+
+	if h.Lease > 0 {
+		go h.KeepLease(ctx, s.store, log)
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("stopping")
+		return nil
+	case err := <-served:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return exit(exitFailed, "the agent on %s stopped: %v", listen, err)
+	}
+}
+
+// agentListenAddr is the host:port of drivers.agent.url, where serve listens.
+func agentListenAddr(spec *lifeboat.Spec) (string, error) {
+	if spec.Drivers.Agent == nil || spec.Drivers.Agent.URL == "" {
+		return "", errors.New("drivers.agent.url is not set: serve listens there and the other commands reach it there; add e.g. agent: {url: http://127.0.0.1:7402}")
+	}
+	u, err := url.Parse(spec.Drivers.Agent.URL)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("drivers.agent.url %q is not a URL like http://127.0.0.1:7402", spec.Drivers.Agent.URL)
+	}
+	if u.Scheme != "http" {
+		return "", fmt.Errorf("drivers.agent.url %q: serve speaks plain http on loopback; use http://", spec.Drivers.Agent.URL)
+	}
+	if u.Port() == "" {
+		return "", fmt.Errorf("drivers.agent.url %q has no port: add one, e.g. http://%s:7402", spec.Drivers.Agent.URL, u.Hostname())
+	}
+	return u.Host, nil
+}
