@@ -48,7 +48,7 @@ type daemon struct {
 	traffic *driver.Hosted
 	store   lifeboat.Store
 	spec    *lifeboat.Spec
-	pids  *os.File
+	pids    *os.File
 
 	agent atomic.Pointer[http.Handler]
 	phase atomic.Pointer[string]
