@@ -32,6 +32,9 @@ type Spec struct {
 	Drivers DriverSpec `yaml:"drivers,omitempty" json:"drivers,omitempty"`
 	// Store says where the control plane keeps its state and journal.
 	Store StoreSpec `yaml:"store,omitempty" json:"store,omitempty"`
+	// Monitor says how the service is watched, and whether Lifeboat fails
+	// over on its own.
+	Monitor Monitor `yaml:"monitor,omitempty" json:"monitor,omitempty"`
 
 	// File is the path the spec was read from (not part of the YAML).
 	File string `yaml:"-" json:"-"`
@@ -141,8 +144,10 @@ func (i Instances) In(role RegionRole) int {
 
 // Probe is a health probe of an instance.
 type Probe struct {
-	HTTP     string   `yaml:"http,omitempty" json:"http,omitempty" jsonschema:"description=HTTP path to GET (2xx is healthy)."`
-	TCP      bool     `yaml:"tcp,omitempty" json:"tcp,omitempty"`
+	HTTP string `yaml:"http,omitempty" json:"http,omitempty" jsonschema:"description=HTTP path to GET (2xx is healthy)."`
+	TCP  bool   `yaml:"tcp,omitempty" json:"tcp,omitempty"`
+	// SQL is a query a database must answer (default SELECT 1).
+	SQL      string   `yaml:"sql,omitempty" json:"sql,omitempty"`
 	Interval Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
 	Timeout  Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 	Failures int      `yaml:"failures,omitempty" json:"failures,omitempty" jsonschema:"minimum=1"`
@@ -198,6 +203,9 @@ type Database struct {
 	// Lag is the replication lag to expect (dr-mode: geo-replica, async);
 	// used for the RPO estimate until the monitor measures it. Default 5s.
 	Lag Duration `yaml:"lag,omitempty" json:"lag,omitempty"`
+	// Probe is how observers check the database (default: SELECT 1 every
+	// monitor.interval).
+	Probe *Probe `yaml:"probe,omitempty" json:"probe,omitempty"`
 }
 
 // DRMode of a database.
@@ -453,4 +461,61 @@ func FormatDuration(d time.Duration) string {
 		}
 		return s
 	}
+}
+
+// Monitor is how Lifeboat watches the service and decides to fail over.
+type Monitor struct {
+	// Mode: manual (watch and report), notify (also say when a failover is
+	// advised and why) or automatic (fail over when a majority of
+	// observers have seen the active region lost for Grace). Default notify.
+	Mode MonitorMode `yaml:"mode,omitempty" json:"mode,omitempty" jsonschema:"enum=manual,enum=notify,enum=automatic"`
+	// Interval, Timeout and Failures are the probes' defaults: every
+	// Interval, a probe that takes longer than Timeout fails, and a target
+	// is down after Failures failures in a row. Defaults 1s, 1s, 3.
+	Interval Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
+	Timeout  Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	Failures int      `yaml:"failures,omitempty" json:"failures,omitempty" jsonschema:"minimum=1"`
+	// Grace is how long a majority of observers must agree that the active
+	// region is lost before it is declared lost. Default 0: as soon as the
+	// probes' tolerated failures are spent.
+	Grace Duration `yaml:"grace,omitempty" json:"grace,omitempty"`
+	// BlockWindow: after an automatic failover, no other automatic one
+	// within this window unless a person acknowledges it. Default 1h.
+	BlockWindow Duration `yaml:"block-window,omitempty" json:"block-window,omitempty"`
+	// Lease is the controllers' etcd lease. A controller that cannot renew
+	// it (it lost the quorum) fences its own region before it runs out;
+	// the other side waits for it to run out before promoting. Default 5s.
+	Lease Duration `yaml:"lease,omitempty" json:"lease,omitempty"`
+}
+
+// MonitorMode says whether the monitor may fail over on its own.
+type MonitorMode string
+
+const (
+	MonitorManual    MonitorMode = "manual"
+	MonitorNotify    MonitorMode = "notify"
+	MonitorAutomatic MonitorMode = "automatic"
+)
+
+// WithDefaults fills in the monitor's defaults.
+func (m Monitor) WithDefaults() Monitor {
+	if m.Mode == "" {
+		m.Mode = MonitorNotify
+	}
+	if m.Interval == 0 {
+		m.Interval = Duration(time.Second)
+	}
+	if m.Timeout == 0 {
+		m.Timeout = Duration(time.Second)
+	}
+	if m.Failures == 0 {
+		m.Failures = 3
+	}
+	if m.BlockWindow == 0 {
+		m.BlockWindow = Duration(time.Hour)
+	}
+	if m.Lease == 0 {
+		m.Lease = Duration(5 * time.Second)
+	}
+	return m
 }
