@@ -414,6 +414,19 @@ type StoreSpec struct {
 	Dir string `yaml:"dir,omitempty" json:"dir,omitempty"`
 	// Endpoints of an external etcd cluster; when set, nothing is embedded.
 	Endpoints []string `yaml:"endpoints,omitempty" json:"endpoints,omitempty"`
+	// Members make the store one etcd cluster of embedded members, one in
+	// each region's controller ('lifeboat serve --region R'), by region:
+	// the primary's, the secondary's and the witness's members are the
+	// quorum. Each member keeps its data in Dir/<region>.
+	Members map[string]StoreMember `yaml:"members,omitempty" json:"members,omitempty"`
+}
+
+// StoreMember is where one region's etcd member listens.
+type StoreMember struct {
+	// Peer is the host:port other members reach it on.
+	Peer string `yaml:"peer" json:"peer" jsonschema:"required"`
+	// Client is the host:port lifeboat commands reach it on.
+	Client string `yaml:"client" json:"client" jsonschema:"required"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s").
