@@ -28,7 +28,11 @@ func check(d *decoder, s *lifeboat.Spec) {
 	c.tenants()
 	c.hooks()
 	c.drivers()
+	c.monitor()
+	c.storeMembers()
+	c.probes()
 	c.estimates()
+	c.detection() // last: it plans, so only a spec without errors
 }
 
 func (c *checker) errorAt(path string, key bool, msg, hint string) {
