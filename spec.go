@@ -499,6 +499,11 @@ type Monitor struct {
 	// it (it lost the quorum) fences its own region before it runs out;
 	// the other side waits for it to run out before promoting. Default 5s.
 	Lease Duration `yaml:"lease,omitempty" json:"lease,omitempty"`
+	// Targets are what the observers probe, by region, then by
+	// "unit.component": http://host:port/path for compute, tcp://host:port,
+	// or a PostgreSQL URL (postgres://user:password@host:port/db) for
+	// databases. A region is failing when any of its targets is down.
+	Targets map[string]map[string]string `yaml:"targets,omitempty" json:"targets,omitempty"`
 }
 
 // MonitorMode says whether the monitor may fail over on its own.
