@@ -12,6 +12,7 @@ package monitor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -293,7 +294,10 @@ func Gather(ctx context.Context, s *lifeboat.Spec, d lifeboat.Drivers, state *li
 					if upstream != "" {
 						a.Detail += " from " + upstream
 					}
-					if err != nil {
+					switch {
+					case errors.Is(err, errors.ErrUnsupported):
+						a = Answer{} // unknown: the driver behind an agent does not say
+					case err != nil:
 						a = Answer{Err: err.Error()}
 					}
 					update(func(v *DatabaseFacts) { v.Stream = a })
@@ -430,6 +434,9 @@ func readyYesNo(ctx context.Context, timeout time.Duration, what string, fn func
 		ok, why, err := fn(ctx)
 		return Answer{Known: true, OK: ok, Detail: why}, err
 	})
+	if errors.Is(err, errors.ErrUnsupported) {
+		return Answer{} // unknown: the driver behind an agent does not say
+	}
 	if err != nil {
 		return Answer{Err: err.Error()}
 	}

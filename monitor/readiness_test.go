@@ -512,7 +512,7 @@ func TestGatherFaults(t *testing.T) {
 func TestGatherWithoutOptionalInterfaces(t *testing.T) {
 	s := readySpec()
 	w, st := seededWorld(s)
-	f := Gather(context.Background(), s, w.Drivers(), st, nil)
+	f := Gather(context.Background(), s, w.PlainDrivers(), st, nil)
 	checks := Evaluate(s, st, f, readyNow)
 	for _, want := range []struct{ name, comp, says string }{
 		{CheckStandbyStreaming, "app.orders", "StreamReporter"},

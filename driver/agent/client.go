@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -116,7 +117,13 @@ func (c *client) call(ctx context.Context, action string, q *request, out any) e
 func (c *client) remoteError(op lifeboat.Op, res string, resp *http.Response, raw []byte) error {
 	var b errorBody
 	if json.Unmarshal(raw, &b) == nil && b.Error != nil && b.Error.Message != "" {
-		return &remoteError{agent: c.base, wireError: *b.Error}
+		e := &remoteError{agent: c.base, wireError: *b.Error}
+		if resp.StatusCode == http.StatusNotFound && isOptional(string(op)) {
+			// An agent older than the optional call: it cannot answer it.
+			e.Unsupported = true
+			e.Message = fmt.Sprintf("%s %s: the agent does not know this readiness question (it predates it): upgrade the agent; %s", op, res, e.Message)
+		}
+		return e
 	}
 	// Not an agent's answer (a proxy, another server on the port): judge by
 	// the status alone.
@@ -150,7 +157,7 @@ type remoteError struct {
 func (e *remoteError) Error() string   { return "agent at " + e.agent + ": " + e.Message }
 func (e *remoteError) Retryable() bool { return e.wireError.Retryable && !e.StaleEpoch }
 func (e *remoteError) Is(target error) bool {
-	return e.StaleEpoch && target == lifeboat.ErrStaleEpoch
+	return (e.StaleEpoch && target == lifeboat.ErrStaleEpoch) || (e.Unsupported && target == errors.ErrUnsupported)
 }
 
 func snippet(b []byte) string {

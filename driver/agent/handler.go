@@ -61,11 +61,15 @@ func Handler(d lifeboat.Drivers) http.Handler {
 		h.endpoints[lifeboat.ActTrafficStatus] = func(ctx context.Context, q *request) (any, error) { return tr.Status(ctx, q.Target, q.Names) }
 		h.endpoints[lifeboat.ActTrafficSwitch] = func(ctx context.Context, q *request) (any, error) { return nil, tr.Switch(ctx, q.Target, q.Names) }
 	}
+	h.serveOptional(d)
 	h.actions = map[string]string{}
 	for _, k := range lifeboat.DriverActions {
 		for _, a := range k.Actions {
 			h.actions[pathOf(a)] = a
 		}
+	}
+	for _, a := range optionalActions {
+		h.actions[pathOf(a)] = a
 	}
 	return h
 }
@@ -74,6 +78,7 @@ type handler struct {
 	endpoints map[string]endpoint // by driver action
 	actions   map[string]string   // driver action by path
 	serves    []string
+	drivers   map[string]any // hosted compute and database drivers, to name them in errors
 }
 
 func (h *handler) serve(kind string) { h.serves = append(h.serves, kind) }
@@ -105,6 +110,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	call, ok := h.endpoints[action]
+	if !ok && isOptional(action) {
+		writeError(w, http.StatusNotImplemented, h.unsupported(action, q.Target.Resource))
+		return
+	}
 	if !ok {
 		writeError(w, http.StatusNotImplemented, &wireError{Message: fmt.Sprintf(
 			"%s %s: this agent serves no %s driver (it serves: %s); choose another driver for %s components under drivers: in the spec, or give the agent one",

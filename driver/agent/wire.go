@@ -13,9 +13,15 @@
 // POST /v1/database/promote). A request carries the call's arguments; a
 // success answers 200 with the result (an empty object for calls that
 // return only an error); a failure answers with
-// {"error": {"message", "retryable", "stale_epoch"}} so that the client
-// rebuilds an error that lifeboat.IsRetryable and errors.Is(err,
-// lifeboat.ErrStaleEpoch) judge as on the agent's side.
+// {"error": {"message", "retryable", "stale_epoch", "unsupported"}} so that
+// the client rebuilds an error that lifeboat.IsRetryable, errors.Is(err,
+// lifeboat.ErrStaleEpoch) and errors.Is(err, errors.ErrUnsupported) judge
+// as on the agent's side.
+//
+// Besides the driver interfaces, the agent serves the optional readiness
+// questions a driver may answer (see ActComputeRecipe): the client always
+// offers them, and reports a hosted driver that does not implement one as
+// errors.ErrUnsupported.
 package agent
 
 import (
@@ -45,6 +51,10 @@ type wireError struct {
 	Message    string `json:"message"`
 	Retryable  bool   `json:"retryable"`
 	StaleEpoch bool   `json:"stale_epoch"`
+	// Unsupported: the agent cannot make this call at all (its driver
+	// does not implement an optional call, or it serves no such driver);
+	// the client's error answers errors.Is(err, errors.ErrUnsupported).
+	Unsupported bool `json:"unsupported,omitempty"`
 }
 
 type errorBody struct {

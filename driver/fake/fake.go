@@ -67,6 +67,8 @@ type World struct {
 	fail      map[string]*failure
 	delay     map[string]time.Duration
 	cut       map[string]bool
+	stopped   map[string]bool   // replicas whose WAL receiver StopStreaming stopped
+	noRoom    map[string]string // regions where CanStandUp says no, and why
 	calls     []Call
 	nextID    int
 }
