@@ -41,6 +41,7 @@ const (
 	FaultDown    Fault = "down"
 	FaultHang    Fault = "hang"
 	FaultLatency Fault = "latency"
+	FaultLoss    Fault = "loss"
 )
 
 // Ops name what a link was asked to do, in the errors it returns.
@@ -49,6 +50,7 @@ const (
 	OpDown    lifeboat.Op = "wan.down"
 	OpHang    lifeboat.Op = "wan.hang"
 	OpLatency lifeboat.Op = "wan.latency"
+	OpLoss    lifeboat.Op = "wan.loss"
 	OpHeal    lifeboat.Op = "wan.heal"
 	OpClose   lifeboat.Op = "wan.close"
 )
@@ -213,6 +215,19 @@ func (l *Link) Latency(d, jitter time.Duration) error {
 	})
 }
 
+// Loss makes a share p (0 < p < 1) of the connections opened through the
+// link from now on pass nothing: the nearest Toxiproxy has to packet loss
+// (this kernel has no netem). A client that opens a connection per request,
+// like a probe, sees about p of its requests time out.
+func (l *Link) Loss(p float64) error {
+	if p <= 0 || p >= 1 {
+		return lifeboat.Permanent(OpLoss, l.name, fmt.Errorf("loss %g is not allowed: give a share between 0 and 1 (0.05 for 5%%); use Heal to remove it", p))
+	}
+	return l.set(OpLoss, FaultLoss, []toxicSpec{
+		{name: "loss_upstream", typ: hangToxicType, stream: "upstream", toxicity: p},
+	})
+}
+
 // Heal removes every fault: the link listens again and passes bytes at full
 // speed; bytes held by Hang are delivered.
 func (l *Link) Heal() error {
@@ -239,6 +254,15 @@ func (l *Link) Close() error {
 
 type toxicSpec struct {
 	name, typ, stream, attrs string
+	// toxicity is the share of connections the toxic applies to; 0 means 1.
+	toxicity float64
+}
+
+func (t toxicSpec) share() float64 {
+	if t.toxicity == 0 {
+		return 1
+	}
+	return t.toxicity
 }
 
 // set moves the link to fault f. The new fault is installed before the old
@@ -250,7 +274,7 @@ func (l *Link) set(op lifeboat.Op, f Fault, want []toxicSpec) error {
 	if l.closed {
 		return lifeboat.Permanent(op, l.name, fmt.Errorf("%w; open a new link", ErrClosed))
 	}
-	if f == l.fault && f != FaultLatency {
+	if f == l.fault && f != FaultLatency && f != FaultLoss {
 		return nil // idempotent
 	}
 
@@ -258,7 +282,7 @@ func (l *Link) set(op lifeboat.Op, f Fault, want []toxicSpec) error {
 	for _, t := range want {
 		if contains(l.toxics, t.name) {
 			// Same toxic, new attributes (Latency with other numbers).
-			body := fmt.Sprintf(`{"attributes":%s,"toxicity":1}`, t.attrs)
+			body := fmt.Sprintf(`{"attributes":%s,"toxicity":%g}`, orEmpty(t.attrs), t.share())
 			if _, err := l.proxy.Toxics.UpdateToxicJson(t.name, strings.NewReader(body)); err != nil {
 				return lifeboat.Transient(op, l.name, fmt.Errorf("update toxic %s: %w", t.name, err))
 			}
@@ -269,7 +293,7 @@ func (l *Link) set(op lifeboat.Op, f Fault, want []toxicSpec) error {
 		if attrs == "" {
 			attrs = "{}"
 		}
-		body := fmt.Sprintf(`{"name":%q,"type":%q,"stream":%q,"toxicity":1,"attributes":%s}`, t.name, t.typ, t.stream, attrs)
+		body := fmt.Sprintf(`{"name":%q,"type":%q,"stream":%q,"toxicity":%g,"attributes":%s}`, t.name, t.typ, t.stream, t.share(), attrs)
 		if _, err := l.proxy.Toxics.AddToxicJson(strings.NewReader(body)); err != nil {
 			return lifeboat.Transient(op, l.name, fmt.Errorf("add toxic %s: %w", t.name, err))
 		}
@@ -327,4 +351,11 @@ func contains(s []string, v string) bool {
 
 func (l *Link) String() string {
 	return fmt.Sprintf("wan link %s (%s → %s)", l.name, l.addr, l.upstream)
+}
+
+func orEmpty(attrs string) string {
+	if attrs == "" {
+		return "{}"
+	}
+	return attrs
 }
