@@ -5,10 +5,12 @@
 // switchover and its write-unavailable window, rejoin by rewind, base
 // backup, lab up to ready) and the traffic layer (dnsperf against the
 // built-in DNS server and BIND 9, the front door's added latency and
-// throughput), as one table.
+// throughput) and the monitor (detection and automatic failover by three
+// controllers on real etcd members; false failovers under loss), as one
+// table.
 //
 //	make bench     # builds bin/lifeboat first: the lab runs it
-//	go run ./bench [-steps 2000] [-resume-steps 10000] [-dr-runs 3] [-traffic=true] [-dns-seconds 5] [-cpuprofile cpu.out]
+//	go run ./bench [-steps 2000] [-resume-steps 10000] [-dr-runs 3] [-traffic=true] [-dns-seconds 5] [-monitor-rounds 3] [-loss-for 2m] [-cpuprofile cpu.out]
 package main
 
 import (
@@ -40,8 +42,10 @@ func main() {
 	drRuns := flag.Int("dr-runs", 3, "rounds of the PostgreSQL and lab measurements (their median is shown); 0 skips them")
 	traffic := flag.Bool("traffic", true, "measure the traffic layer (dnsperf against the built-in DNS server and BIND 9, the front door); false skips it")
 	dnsSeconds := flag.Int("dns-seconds", 5, "how long each dnsperf run lasts")
+	monRounds := flag.Int("monitor-rounds", 3, "automatic failovers to time (three controllers with real etcd members each); 0 skips the monitor")
+	lossFor := flag.Duration("loss-for", 2*time.Minute, "how long to count false failovers with 5% of probe connections stalled; 0 skips it")
 	flag.Parse()
-	if err := run(*steps, *resumeSteps, *drRuns, *cpuprofile, *traffic, *dnsSeconds); err != nil {
+	if err := run(*steps, *resumeSteps, *drRuns, *cpuprofile, *traffic, *dnsSeconds, *monRounds, *lossFor); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -51,7 +55,7 @@ type row struct {
 	what, store, measured, target, verdict string
 }
 
-func run(steps, resumeSteps, drRuns int, cpuprofile string, traffic bool, dnsSeconds int) error {
+func run(steps, resumeSteps, drRuns int, cpuprofile string, traffic bool, dnsSeconds, monRounds int, lossFor time.Duration) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "lifeboat-bench-")
 	if err != nil {
@@ -139,6 +143,13 @@ func run(steps, resumeSteps, drRuns int, cpuprofile string, traffic bool, dnsSec
 			return fmt.Errorf("traffic layer: %w", err)
 		}
 		rows = append(rows, tr...)
+	}
+	if monRounds > 0 {
+		mr, err := monitorRows(ctx, filepath.Join(dir, "monitor"), monRounds, lossFor)
+		if err != nil {
+			return fmt.Errorf("monitor: %w", err)
+		}
+		rows = append(rows, mr...)
 	}
 	fmt.Printf("lifeboat bench · %s/%s · %d CPUs · %s\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)

@@ -86,16 +86,18 @@ type Status struct {
 
 // Controller is one region's controller.
 type Controller struct {
-	c      Config
-	policy monitor.Policy
-	obs    *monitor.Observer
-	views  chan monitor.View
+	c         Config
+	policy    monitor.Policy
+	obs       *monitor.Observer
+	observing string // the active region obs's criticality is for
+	views     chan monitor.View
 
-	mu      sync.Mutex
-	status  Status
-	state   *lifeboat.State // last state read (kept when the store is unreachable)
-	fenced  uint64          // epoch at which this region fenced itself (0: not)
-	advised string          // last advice logged, to log it once
+	mu            sync.Mutex
+	status        Status
+	state         *lifeboat.State // last state read (kept when the store is unreachable)
+	fenced        uint64          // epoch at which this region fenced itself (0: not)
+	fenceFailures int
+	advised       string // last advice logged, to log it once
 }
 
 // New checks c and builds a controller; Run runs it.
@@ -123,8 +125,12 @@ func New(c Config) (*Controller, error) {
 	return &Controller{c: c, policy: p, views: make(chan monitor.View, 64), status: Status{Region: c.Region}}, nil
 }
 
-// Targets are the observer's targets from the spec's monitor.targets.
-func Targets(s *lifeboat.Spec) ([]monitor.Target, error) {
+// Targets are the observer's targets from the spec's monitor.targets, with
+// active the region active now. Databases are critical in every region (a
+// dead standby is a region that cannot take over); compute only in the
+// active region, because a warm standby may run no instance until a
+// failover stands it up, and must not look failing for that.
+func Targets(s *lifeboat.Spec, active string) ([]monitor.Target, error) {
 	var out []monitor.Target
 	for _, region := range lifeboat.SortedKeys(s.Monitor.Targets) {
 		for _, comp := range lifeboat.SortedKeys(s.Monitor.Targets[region]) {
@@ -142,7 +148,8 @@ func Targets(s *lifeboat.Spec) ([]monitor.Target, error) {
 			if kind == monitor.ProbeTCP {
 				address = strings.TrimPrefix(addr, "tcp://")
 			}
-			out = append(out, monitor.Target{Region: region, Component: comp, Critical: true,
+			_, isDB := u.Databases[cn]
+			out = append(out, monitor.Target{Region: region, Component: comp, Critical: isDB || region == active,
 				Probe: monitor.ProbeConfigFor(kind, address, probe, s.Monitor)})
 		}
 	}
@@ -173,9 +180,10 @@ func probeOf(addr string, u lifeboat.Unit, comp string) (monitor.ProbeKind, *lif
 	return "", nil, fmt.Errorf("%q: the scheme must be http, https, tcp or postgres", addr)
 }
 
-// Run observes, campaigns and decides until ctx ends.
-func (c *Controller) Run(ctx context.Context) error {
-	targets, err := Targets(c.c.Spec)
+// observe (re)starts the observer with the targets' criticality for the
+// active region active.
+func (c *Controller) observe(active string) error {
+	targets, err := Targets(c.c.Spec, active)
 	if err != nil {
 		return err
 	}
@@ -192,10 +200,31 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer obs.Close()
 	c.mu.Lock()
-	c.obs = obs
+	old := c.obs
+	c.obs, c.observing = obs, active
 	c.mu.Unlock()
+	if old != nil {
+		_ = old.Close()
+	}
+	return nil
+}
+
+// Run observes, campaigns and decides until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	active := c.c.Spec.Regions.Primary.Name
+	if st, err := c.c.Store.State(ctx); err == nil {
+		active = st.Active
+	}
+	if err := c.observe(active); err != nil {
+		return err
+	}
+	defer func() {
+		c.mu.Lock()
+		obs := c.obs
+		c.mu.Unlock()
+		_ = obs.Close()
+	}()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -209,6 +238,19 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		c.Step(ctx)
+		c.mu.Lock()
+		moved := c.state != nil && c.state.Active != c.observing
+		now := ""
+		if c.state != nil {
+			now = c.state.Active
+		}
+		c.mu.Unlock()
+		if moved {
+			// The active region changed: its compute is critical now.
+			if err := c.observe(now); err != nil {
+				c.c.Log.Error("restarting the observer", "err", err)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -268,6 +310,23 @@ func (c *Controller) Status() Status {
 		s.Targets = c.obs.Targets()
 	}
 	return s
+}
+
+// Results are the kept probe results of every target this controller's
+// observer probes.
+func (c *Controller) Results() []monitor.ProbeResult {
+	c.mu.Lock()
+	obs := c.obs
+	c.mu.Unlock()
+	if obs == nil {
+		return nil
+	}
+	var out []monitor.ProbeResult
+	for _, t := range obs.Targets() {
+		rs, _ := obs.Results(t.Target.Name())
+		out = append(out, rs...)
+	}
+	return out
 }
 
 // Step gathers the situation once, decides, publishes the decision and
@@ -414,7 +473,13 @@ func (c *Controller) fenceSelf(ctx context.Context, d monitor.Decision) {
 		for _, dn := range lifeboat.SortedKeys(s.Units[un].Databases) {
 			t := lifeboat.Target{Service: s.Service, Unit: un, Component: dn, Region: c.c.Region,
 				Resource: lifeboat.ResourceName(s.Service, un, dn, c.c.Region), Epoch: d.Epoch, Step: "fence-self"}
-			fctx, cancel := context.WithDeadline(ctx, d.Deadline)
+			// Past the deadline the fence is late but still wanted: give
+			// each attempt a tick rather than no time at all.
+			deadline := d.Deadline
+			if until := time.Until(deadline); until < c.c.Tick {
+				deadline = time.Now().Add(c.c.Tick)
+			}
+			fctx, cancel := context.WithDeadline(ctx, deadline)
 			err := c.c.Drivers.Database.Fence(fctx, t)
 			cancel()
 			if err != nil && !errors.Is(err, lifeboat.ErrStaleEpoch) {
@@ -423,7 +488,13 @@ func (c *Controller) fenceSelf(ctx context.Context, d monitor.Decision) {
 		}
 	}
 	if len(errs) > 0 {
-		c.c.Log.Error("fencing this region failed; retrying", "region", c.c.Region, "deadline", d.Deadline, "err", errors.Join(errs...))
+		c.mu.Lock()
+		c.fenceFailures++
+		n := c.fenceFailures
+		c.mu.Unlock()
+		if n == 1 || n%20 == 0 { // every tick would flood the log
+			c.c.Log.Error("fencing this region failed; retrying every tick", "region", c.c.Region, "deadline", d.Deadline, "attempts", n, "err", errors.Join(errs...))
+		}
 		return
 	}
 	c.mu.Lock()

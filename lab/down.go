@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat"
+	"github.com/lifeboat-dr/lifeboat/lab/netns"
 )
 
 // DownReport says what Down stopped and what it had to clean up.
@@ -88,6 +89,14 @@ func Down(ctx context.Context, dir string) (*DownReport, error) {
 		rep.Leftovers = append(rep.Leftovers, l)
 		_ = syscall.Kill(l.PID, syscall.SIGKILL)
 		waitGone(ctx, l.PID, 5*time.Second)
+	}
+
+	// The regions' namespaces (monitored lab): the daemon removes them
+	// when it stops; after a crash they are still there.
+	if in.Monitor != "" {
+		if err := netns.Sweep(netPrefix(in.Dir)); err != nil {
+			return rep, lifeboat.Transient(OpDown, "", fmt.Errorf("removing the lab's network namespaces (prefix %s): %w; 'ip netns list' and 'ip link' show what is left", netPrefix(in.Dir), err))
+		}
 	}
 
 	rep.Listening = listeningPorts(ctx, in, 10*time.Second)

@@ -20,6 +20,10 @@ const (
 	FaultPartition  = "partition"   // west and east cannot reach each other; ingress untouched
 	FaultLatency    = "latency"     // delay on the links between west and east
 	FaultHeal       = "heal"        // every link healed, what region-down stopped started again
+	// FaultIsolate (monitored lab only): the region's links down and its
+	// namespace cut from every other region's, but not from the host, so
+	// its controller still reaches its own data plane (to fence it).
+	FaultIsolate = "isolate"
 )
 
 // OpFault names fault injection in errors.
@@ -112,6 +116,13 @@ func (d *daemon) fault(ctx context.Context, req FaultRequest) (FaultResult, erro
 		if err := needRegion(); err != nil {
 			return res, err
 		}
+		if d.net != nil {
+			// Its controller, etcd member and observer go with it.
+			if err := d.net.Isolate(req.Region); err != nil {
+				return res, lifeboat.Transient(OpFault, req.Region, err)
+			}
+			did("isolated %s's namespace from everyone (its controller, etcd member and observer)", req.Region)
+		}
 		if err := each(linksOf(req.Region), "down", (*wan.Link).Down); err != nil {
 			return res, lifeboat.Transient(OpFault, req.Region, err)
 		}
@@ -169,6 +180,31 @@ func (d *daemon) fault(ctx context.Context, req FaultRequest) (FaultResult, erro
 		if err := each(interRegion, "down", (*wan.Link).Down); err != nil {
 			return res, lifeboat.Transient(OpFault, "", err)
 		}
+		if d.net != nil {
+			if err := d.net.Cut(West, East); err != nil {
+				return res, lifeboat.Transient(OpFault, "", err)
+			}
+			did("cut west's and east's namespaces from each other (central still reaches both)")
+		}
+	case FaultIsolate:
+		if err := needRegion(); err != nil {
+			return res, err
+		}
+		if d.net == nil {
+			return bad("isolate needs the regions' namespaces: start the lab with 'lifeboat lab up --monitor MODE' (use region-down or partition here)")
+		}
+		if err := each(linksOf(req.Region), "down", (*wan.Link).Down); err != nil {
+			return res, lifeboat.Transient(OpFault, req.Region, err)
+		}
+		for _, other := range []string{West, East, Central} {
+			if other == req.Region {
+				continue
+			}
+			if err := d.net.Cut(req.Region, other); err != nil {
+				return res, lifeboat.Transient(OpFault, req.Region, err)
+			}
+			did("cut %s's namespace from %s's", req.Region, other)
+		}
 	case FaultLatency:
 		lat, err := time.ParseDuration(req.Latency)
 		if err != nil || lat < time.Millisecond {
@@ -178,6 +214,12 @@ func (d *daemon) fault(ctx context.Context, req FaultRequest) (FaultResult, erro
 			return res, lifeboat.Transient(OpFault, "", err)
 		}
 	case FaultHeal:
+		if d.net != nil {
+			if err := d.net.HealAll(); err != nil {
+				return res, lifeboat.Transient(OpFault, "", err)
+			}
+			did("healed every cut between the regions' namespaces")
+		}
 		var names []string
 		for n := range d.links {
 			names = append(names, n)
@@ -227,7 +269,7 @@ func (d *daemon) fault(ctx context.Context, req FaultRequest) (FaultResult, erro
 			return res, lifeboat.Transient(OpFault, "", err)
 		}
 	default:
-		return bad("unknown fault %q: use one of %s", req.Kind, strings.Join([]string{FaultRegionDown, FaultRegionHang, FaultPartition, FaultLatency, FaultHeal}, ", "))
+		return bad("unknown fault %q: use one of %s", req.Kind, strings.Join([]string{FaultRegionDown, FaultRegionHang, FaultPartition, FaultIsolate, FaultLatency, FaultHeal}, ", "))
 	}
 	return res, nil
 }

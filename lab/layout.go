@@ -107,7 +107,14 @@ type Info struct {
 	// Spec is the lab's lifeboat.yaml.
 	Spec string `json:"spec"`
 	// Binary is the artifact of the shop instances (DIR/bin/lifeboat).
-	Binary   string       `json:"binary"`
+	Binary string `json:"binary"`
+	// Monitor is the monitor's mode (manual, notify, automatic) when the
+	// lab runs a controller per region in network namespaces; "" for the
+	// lab without them.
+	Monitor string `json:"monitor,omitempty"`
+	// Net is where the regions' namespaces are (set by the daemon when
+	// Monitor is on).
+	Net      *NetInfo     `json:"net,omitempty"`
 	Checksum string       `json:"checksum"`
 	Regions  []RegionInfo `json:"regions"`
 	// Set by Up, not stored.

@@ -22,8 +22,10 @@ import (
 	"github.com/lifeboat-dr/lifeboat/driver/agent"
 	"github.com/lifeboat-dr/lifeboat/driver/postgres"
 	"github.com/lifeboat-dr/lifeboat/driver/process"
+	"github.com/lifeboat-dr/lifeboat/lab/netns"
 	"github.com/lifeboat-dr/lifeboat/lab/wan"
 	"github.com/lifeboat-dr/lifeboat/store"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Names of the lab's links.
@@ -56,6 +58,17 @@ type daemon struct {
 
 	mu   sync.Mutex // faults
 	down map[string]downRegion
+
+	// The monitored lab (in.Monitor set): the regions' namespaces, their
+	// controllers, an etcd client of their members for the views, and
+	// the last state read.
+	mux       http.Handler
+	net       *netns.Net
+	ctrlMu    sync.Mutex
+	ctrls     map[string]*regionController
+	etcd      *clientv3.Client
+	lastState atomic.Pointer[lifeboat.State]
+	stopping  atomic.Bool
 }
 
 // downRegion is what region-down stopped in a region, for heal to restart.
@@ -149,6 +162,7 @@ func (d *daemon) listen() (*http.Server, error) {
 		}
 		(*h).ServeHTTP(w, r)
 	})
+	d.mux = mux
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return srv, nil
@@ -158,6 +172,12 @@ func (d *daemon) start(ctx context.Context, stops *[]func()) error {
 	in := d.in
 	west, east := in.Region(West), in.Region(East)
 
+	// The namespaces first: the spec names their addresses.
+	if in.Monitor != "" {
+		if err := d.upNet(ctx, stops); err != nil {
+			return err
+		}
+	}
 	spec, diags, err := config.Load(in.Spec)
 	if err != nil {
 		return fmt.Errorf("reading the lab's spec: %w", err)
@@ -256,12 +276,21 @@ func (d *daemon) start(ctx context.Context, stops *[]func()) error {
 	*stops = append(*stops, func() { _ = d.proc.Close() })
 	// A lab started again resumes where the control plane left the
 	// service (a failover may have moved it), not at its initial state.
-	st, err := d.controlState(ctx, stops)
-	if err != nil {
-		return err
-	}
-	if err := d.proc.Seed(ctx, spec, st); err != nil {
-		return fmt.Errorf("starting the shop: %w; see the instances' logs under %s/*/scalesets", err, in.Dir)
+	var st *lifeboat.State
+	if d.net != nil {
+		if err := d.openGateways(stops); err != nil {
+			return err
+		}
+		if st, err = d.startControlPlane(ctx, stops); err != nil {
+			return err
+		}
+	} else {
+		if st, err = d.controlState(ctx, stops); err != nil {
+			return err
+		}
+		if err := d.proc.Seed(ctx, spec, st); err != nil {
+			return fmt.Errorf("starting the shop: %w; see the instances' logs under %s/*/scalesets", err, in.Dir)
+		}
 	}
 
 	// The front door, routed where the control plane left the traffic;
@@ -393,6 +422,15 @@ type Status struct {
 	Exposures   []postgres.Exposure `json:"exposures,omitempty"`
 	// Down lists regions a region-down fault stopped.
 	Down []string `json:"down,omitempty"`
+	// The monitored lab: the monitor's mode, the service's state as the
+	// controllers' store holds it, the controllers, and the faults in
+	// force between the regions' namespaces (e.g. "cut east-west").
+	Monitor     string             `json:"monitor,omitempty"`
+	Active      string             `json:"active,omitempty"`
+	Epoch       uint64             `json:"epoch,omitempty"`
+	Run         string             `json:"run,omitempty"`
+	Controllers []ControllerStatus `json:"controllers,omitempty"`
+	NetFaults   []string           `json:"net_faults,omitempty"`
 	// PIDs of every process the lab runs now.
 	PIDs []int `json:"pids"`
 }
@@ -491,6 +529,19 @@ func (d *daemon) status(ctx context.Context) Status {
 	}
 	d.mu.Unlock()
 	sort.Strings(s.Down)
+	s.Monitor = d.in.Monitor
+	if st := d.lastState.Load(); st != nil {
+		s.Active, s.Epoch, s.Run = st.Active, st.Epoch, st.Run
+	}
+	if d.net != nil {
+		s.NetFaults = d.net.Faults()
+		s.Controllers = d.controllers(ctx)
+		for _, c := range s.Controllers {
+			if c.Alive {
+				s.PIDs = append(s.PIDs, c.PID)
+			}
+		}
+	}
 	return s
 }
 

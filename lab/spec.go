@@ -64,8 +64,40 @@ drivers:
         listen: {{.Front}}
         upstreams: {west: {{.IngressWest}}, east: {{.IngressEast}}}
 
+{{- if .Monitor}}
+
+# A controller per region ('lifeboat serve --region R'), each in the
+# region's network namespace, probing the regions' gateways (PostgreSQL as
+# seen from the namespaces). The shop's web is not a target: every target
+# is critical, and the warm standby region runs no web instance until a
+# failover, so its web would always look down and block every failover.
+monitor:
+  mode: {{.Monitor}}
+  interval: 250ms
+  timeout: 250ms
+  failures: 3
+  lease: 2s
+  targets:
+{{- range .Targets}}
+    {{.Region}}: {storefront.orders: "{{.Orders}}"}
+{{- end}}
+
+# One etcd member per region's controller, on the namespaces' addresses.
+store:
+  dir: .lifeboat
+  members:
+{{- range .Members}}
+    {{.Region}}: {peer: "{{.Peer}}", client: "{{.Client}}"}
+{{- end}}
+{{- else}}
+
 store: {dir: .lifeboat}
+{{- end}}
 `))
+
+// specTarget and specMember are rows of the monitor's sections.
+type specTarget struct{ Region, Web, Orders string }
+type specMember struct{ Region, Peer, Client string }
 
 // writeSpec writes the lab's lifeboat.yaml.
 func writeSpec(in *Info) error {
@@ -77,9 +109,26 @@ func writeSpec(in *Info) error {
 	if repl == "" {
 		repl = "async"
 	}
-	err = specTemplate.Execute(f, map[string]string{"Service": Service, "Checksum": in.Checksum, "URL": in.URL, "Host": HostName,
+	data := map[string]any{"Service": Service, "Checksum": in.Checksum, "URL": in.URL, "Host": HostName,
 		"Replication": repl, "DegradeAfter": in.DegradeAfter,
-		"Front": in.Front, "IngressWest": in.Region(West).Ingress, "IngressEast": in.Region(East).Ingress})
+		"Front": in.Front, "IngressWest": in.Region(West).Ingress, "IngressEast": in.Region(East).Ingress}
+	// The monitor's sections need the namespaces' addresses: the daemon
+	// writes them once it has made the namespaces.
+	if in.Monitor != "" && in.Net != nil {
+		data["URL"] = in.Net.AgentURL
+		data["Monitor"] = in.Monitor
+		var ts []specTarget
+		for _, r := range []string{West, East} {
+			ts = append(ts, specTarget{Region: r, Web: "http://" + in.Net.Gateway(r, gatewayWebPort) + "/healthz",
+				Orders: fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", DBUser, DBPassword, in.Net.Gateway(r, gatewayPGPort), ShopDatabase)})
+		}
+		var ms []specMember
+		for _, r := range []string{West, East, Central} {
+			ms = append(ms, specMember{Region: r, Peer: in.Net.Gateway(r, memberPeerPort), Client: in.Net.Gateway(r, memberClientPort)})
+		}
+		data["Targets"], data["Members"] = ts, ms
+	}
+	err = specTemplate.Execute(f, data)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

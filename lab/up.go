@@ -44,6 +44,11 @@ type Options struct {
 	// missing standby after that long (0: strict).
 	Replication  string
 	DegradeAfter time.Duration
+	// Monitor runs a controller per region ('lifeboat serve --region R')
+	// in network namespaces, in this mode: manual, notify or automatic;
+	// "" runs the lab without them. Fixed when the lab is laid out; only
+	// the mode may change on a later up.
+	Monitor string
 }
 
 // DefaultOptions returns the defaults: the lab in ./lab.
@@ -67,6 +72,14 @@ func ValidateOptions(o Options) error {
 	case "", "async", "sync":
 	default:
 		errs = append(errs, fmt.Errorf("lab: --replication %q: use async or sync", o.Replication))
+	}
+	switch o.Monitor {
+	case "", "manual", "notify", "automatic":
+	default:
+		errs = append(errs, fmt.Errorf("lab: --monitor %q: use manual, notify or automatic (or leave it unset for a lab without controllers)", o.Monitor))
+	}
+	if o.Monitor != "" && os.Geteuid() != 0 {
+		errs = append(errs, errors.New("lab: --monitor runs each region in its own network namespace, which needs root: run 'lifeboat lab up' as root, or without --monitor"))
 	}
 	if o.DegradeAfter > 0 && o.Replication != "sync" {
 		errs = append(errs, errors.New("lab: --degrade-after applies only to --replication sync"))
@@ -124,6 +137,11 @@ func Up(ctx context.Context, o Options) (*Info, error) {
 	in, err := LoadInfo(dir)
 	if err == nil {
 		// Started before: same ports, same data.
+		if (in.Monitor == "") != (o.Monitor == "") {
+			return nil, lifeboat.Permanent(OpUp, "", fmt.Errorf("the lab in %s was laid out %s, and --monitor %q asks for the other kind: its control plane's store differs (one member, or one per region); run 'lifeboat lab up' with %s, or 'lifeboat lab down --dir %s' and remove the directory to lay it out afresh",
+				dir, monitorWords(in.Monitor), o.Monitor, monitorFlag(in.Monitor), dir))
+		}
+		in.Monitor = o.Monitor
 		for _, r := range in.Regions {
 			if !blockFree(r.PortBase) {
 				return nil, lifeboat.Transient(OpUp, "", fmt.Errorf("the lab in %s uses ports %d..%d for %s, and some are taken now: stop what listens there (ss -ltnp), or run 'lifeboat lab down --dir %s' and remove the directory to lay the lab out afresh", dir, r.PortBase, r.PortBase+r.Ports-1, r.Name, dir))
@@ -134,6 +152,7 @@ func Up(ctx context.Context, o Options) (*Info, error) {
 			return nil, err
 		}
 		in.Replication = o.Replication
+		in.Monitor = o.Monitor
 		if o.DegradeAfter > 0 {
 			in.DegradeAfter = o.DegradeAfter.String()
 		}
@@ -361,4 +380,18 @@ func traversable(dir string) error {
 			return nil
 		}
 	}
+}
+
+func monitorWords(mode string) string {
+	if mode == "" {
+		return "without controllers (no --monitor)"
+	}
+	return "with a controller per region (--monitor " + mode + ")"
+}
+
+func monitorFlag(mode string) string {
+	if mode == "" {
+		return "no --monitor"
+	}
+	return "--monitor manual, notify or automatic"
 }

@@ -25,6 +25,10 @@ type Options struct {
 	Dir       string   // data dir of the embedded etcd member (the CLI passes <spec dir>/.lifeboat)
 	Endpoints []string // an external etcd cluster: when set nothing is embedded
 	Service   string   // keys live under /lifeboat/<service>/
+	// Members are the regions' embedded members (spec store.members): when
+	// set, Open is a client of their client addresses and embeds nothing
+	// (the members run in `lifeboat serve --region R`, see OpenMember).
+	Members map[string]lifeboat.StoreMember
 }
 
 // DefaultOptions returns the options of the embedded default for a service
@@ -37,6 +41,12 @@ func DefaultOptions(service string) Options {
 func (o Options) Validate() error {
 	if err := checkService(o.Service); err != nil {
 		return err
+	}
+	if len(o.Members) > 0 {
+		if len(o.Endpoints) > 0 {
+			return fmt.Errorf("store.members and store.endpoints are both set: use members for etcd embedded in each region's controller, or endpoints for an external cluster, not both")
+		}
+		return checkMembers(o.Members)
 	}
 	if len(o.Endpoints) == 0 && o.Dir == "" {
 		return fmt.Errorf("no store dir and no etcd endpoints: set store.dir (default .lifeboat) or store.endpoints in lifeboat.yaml")
@@ -81,6 +91,9 @@ var (
 func Open(ctx context.Context, o Options) (lifeboat.Store, error) {
 	if err := o.Validate(); err != nil {
 		return nil, lifeboat.Permanent(opOpen, o.Dir, err)
+	}
+	if len(o.Members) > 0 {
+		return openMembers(ctx, o)
 	}
 	if len(o.Endpoints) > 0 {
 		where := "cluster " + strings.Join(o.Endpoints, ",")

@@ -131,7 +131,7 @@ func (a *app) open(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, store.Options{Dir: storeDir(spec), Endpoints: spec.Store.Endpoints, Service: spec.Service})
+	st, err := store.Open(ctx, store.Options{Dir: storeDir(spec), Endpoints: spec.Store.Endpoints, Members: spec.Store.Members, Service: spec.Service})
 	if err != nil {
 		return nil, fmt.Errorf("opening the state store: %w", err)
 	}

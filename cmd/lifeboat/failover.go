@@ -34,7 +34,7 @@ over, switch traffic.`},
 
 func (a *app) intentCommand(name string) *cobra.Command {
 	var to string
-	var yes bool
+	var yes, force bool
 	h := intentHelp[name]
 	cmd := &cobra.Command{
 		Use:   name,
@@ -64,6 +64,14 @@ region (or --yes). Progress is journaled: if lifeboat is interrupted,
 				a.printPlan(p)
 				fmt.Fprintln(a.out)
 			}
+			if lifeboat.Intent(name) == lifeboat.IntentFailover {
+				if err := refuseUnready(readiness(ctx, s), p.To); err != nil {
+					if !force {
+						return err
+					}
+					fmt.Fprintln(a.err, a.paint(yellow, "forced: ")+err.Error())
+				}
+			}
 			if !yes {
 				if err := a.confirm(p); err != nil {
 					return err
@@ -87,6 +95,9 @@ region (or --yes). Progress is journaled: if lifeboat is interrupted,
 	}
 	cmd.Flags().StringVar(&to, "to", "", "destination region (default: the other region; home for failback)")
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation (for scripts)")
+	if name == "failover" {
+		cmd.Flags().BoolVar(&force, "force", false, "fail over even when readiness says it would fail")
+	}
 	return cmd
 }
 

@@ -35,7 +35,7 @@ moves the shop to east for real.`,
 	}
 	cmd.PersistentFlags().StringVar(&dir, "dir", "lab", "the lab's directory")
 
-	var replication string
+	var replication, monitorMode string
 	var degradeAfter time.Duration
 	up := &cobra.Command{
 		Use:   "up",
@@ -45,6 +45,7 @@ moves the shop to east for real.`,
 			o := lab.DefaultOptions()
 			o.Dir = dir
 			o.Replication, o.DegradeAfter = replication, degradeAfter
+			o.Monitor = monitorMode
 			in, err := lab.Up(cmd.Context(), o)
 			if err != nil {
 				return exit(exitFailed, "%v", err)
@@ -54,6 +55,7 @@ moves the shop to east for real.`,
 	}
 
 	up.Flags().StringVar(&replication, "replication", "async", "replication of the orders database when the lab is laid out: async or sync")
+	up.Flags().StringVar(&monitorMode, "monitor", "", "run a controller per region ('lifeboat serve --region R', in network namespaces; needs root) in this mode: manual, notify or automatic; unset: no controllers")
 	up.Flags().DurationVar(&degradeAfter, "degrade-after", 0, "sync only: stop waiting for a missing standby after this long (0: strict, writes wait)")
 
 	down := &cobra.Command{
@@ -104,10 +106,22 @@ moves the shop to east for real.`,
 	var latency string
 	fault := &cobra.Command{
 		Use:   "fault KIND [REGION]",
-		Short: "Inject a fault: region-down|region-hang REGION, partition, latency --latency D, heal",
+		Short: "Inject a fault: region-down|region-hang|isolate REGION, partition, latency --latency D, heal",
+		Long: `fault injects a fault into the running lab:
+
+  region-down REGION   the region's links down, its PostgreSQL killed, its shop stopped
+                       (--monitor: its namespace isolated too, controller included)
+  region-hang REGION   the region's links pass nothing
+  partition            west and east cannot reach each other (--monitor: their
+                       namespaces are cut too; central still reaches both)
+  isolate REGION       --monitor only: the region's links down and its namespace cut
+                       from every other region's; its controller still reaches its
+                       own databases, to fence them
+  latency              delay on the links between west and east (--latency)
+  heal                 everything back; what region-down stopped is started again`,
 		Args: args(func(cmd *cobra.Command, as []string) error {
 			if len(as) < 1 || len(as) > 2 {
-				return fmt.Errorf("want KIND and, for region-down and region-hang, a REGION")
+				return fmt.Errorf("want KIND and, for region-down, region-hang and isolate, a REGION")
 			}
 			return nil
 		}),
@@ -205,6 +219,46 @@ func (a *app) printLabStatus(st *lab.Status) {
 	fmt.Fprintf(a.out, "lab: %s   front %s → %s (epoch %d)\n", state, st.Front.Addr, dash(st.Front.Region), st.Front.Epoch)
 	if len(st.Down) > 0 {
 		fmt.Fprintf(a.out, "regions down: %s\n", strings.Join(st.Down, ", "))
+	}
+	if st.Monitor != "" {
+		run := ""
+		if st.Run != "" {
+			run = " · run " + st.Run + " in progress"
+		}
+		fmt.Fprintf(a.out, "monitor: %s · active %s at epoch %d%s\n", st.Monitor, dash(st.Active), st.Epoch, run)
+		if len(st.NetFaults) > 0 {
+			fmt.Fprintf(a.out, "network faults: %s\n", a.paint(yellow, strings.Join(st.NetFaults, ", ")))
+		}
+		fmt.Fprintln(a.out)
+		tw := a.table()
+		fmt.Fprintln(tw, "CONTROLLER\tPID\tALIVE\tQUORUM\tLEADER\tDECISION\tLOG")
+		for _, c := range st.Controllers {
+			pid, quorum, leader, decision := "-", "-", "", "-"
+			if c.PID != 0 {
+				pid = fmt.Sprint(c.PID)
+			}
+			if c.Published {
+				quorum, decision = fmt.Sprint(c.Quorum), string(c.Decision.Action)
+				if c.Leader {
+					leader = "leader"
+				}
+				if c.Fenced {
+					decision += " (fenced itself)"
+				}
+			} else if c.Alive {
+				decision = "(nothing published: no quorum?)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\t%s\n", c.Region, pid, c.Alive, quorum, leader, decision, c.Log)
+		}
+		tw.Flush()
+		for _, c := range st.Controllers {
+			if c.Leader && len(c.Decision.Reasons) > 0 {
+				fmt.Fprintf(a.out, "the leader (%s) decided %s:\n", c.Region, c.Decision.Action)
+				for _, r := range c.Decision.Reasons {
+					fmt.Fprintf(a.out, "  - %s\n", r)
+				}
+			}
+		}
 	}
 	fmt.Fprintln(a.out)
 	tw := a.table()

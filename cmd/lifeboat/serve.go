@@ -20,26 +20,39 @@ import (
 )
 
 func (a *app) serveCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "serve",
-		Short: "Host the built-in DNS server or the front door for the spec",
-		Long: `Run the long-lived part of Lifeboat for the spec: the traffic driver that
-drivers.traffic names when it is dns (the built-in authoritative DNS server)
-or frontdoor (TCP listeners that forward to the active region). Other
-lifeboat commands reach it at drivers.agent.url, where serve listens.
+	var region string
+	cmd := &cobra.Command{
+		Use:   "serve [--region REGION]",
+		Short: "Run a region's controller, or host the built-in DNS server or front door",
+		Long: `With --region, run that region's controller: it embeds the region's etcd
+member (store.members), observes every region with the probes of
+monitor.targets and publishes what it sees under its lease, stands for the
+election, and decides on every tick whether to fail over (monitor.mode:
+manual, notify or automatic). A controller whose region is active and that
+loses the quorum fences its region's databases before its lease runs out.
+Run one in every region, the witness included.
 
-On start, every name is routed where the stored state says (a restarted
-serve picks up after the last failover). While serve can read the state
-store it renews the front door's lease; if it cannot for longer than the
-lease, the front door fences itself and stops routing.
+Without --region, host the traffic driver that drivers.traffic names when it
+is dns (the built-in authoritative DNS server) or frontdoor (TCP listeners
+that forward to the active region). Other lifeboat commands reach it at
+drivers.agent.url, where serve listens. On start, every name is routed where
+the stored state says (a restarted serve picks up after the last failover).
+While serve can read the state store it renews the front door's lease; if it
+cannot for longer than the lease, the front door fences itself.
+
 Stop it with Ctrl-C or SIGTERM.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if region != "" {
+				return a.serveRegion(ctx, region)
+			}
 			return a.serve(ctx)
 		},
 	}
+	cmd.Flags().StringVar(&region, "region", "", "run this region's controller (a region of the spec, the witness included)")
+	return cmd
 }
 
 func (a *app) serve(ctx context.Context) error {

@@ -34,8 +34,9 @@ func (a *app) statusCommand() *cobra.Command {
 				}
 			}
 			rs := routes(ctx, s.spec, s.state)
+			checks := readiness(ctx, s)
 			if a.json() {
-				return a.printJSON(map[string]any{"state": s.state, "run": run, "traffic": rs})
+				return a.printJSON(map[string]any{"state": s.state, "run": run, "traffic": rs, "readiness": checks})
 			}
 			st, spec := s.state, s.spec
 			home := ""
@@ -82,6 +83,8 @@ func (a *app) statusCommand() *cobra.Command {
 			a.printTraffic(rs)
 			fmt.Fprintln(a.out)
 			a.printResources(spec, st, false)
+			fmt.Fprintln(a.out)
+			a.printReadiness(checks)
 			return nil
 		},
 	}

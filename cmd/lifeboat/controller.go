@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/lifeboat-dr/lifeboat"
+	"github.com/lifeboat-dr/lifeboat/controller"
+	"github.com/lifeboat-dr/lifeboat/driver"
+	"github.com/lifeboat-dr/lifeboat/store"
+)
+
+// serveRegion runs region's controller until ctx ends.
+func (a *app) serveRegion(ctx context.Context, region string) error {
+	spec, _, err := a.loadSpec()
+	if err != nil {
+		return err
+	}
+	known := []string{spec.Regions.Primary.Name, spec.Regions.Secondary.Name}
+	if spec.Regions.Witness != nil {
+		known = append(known, spec.Regions.Witness.Name)
+	}
+	if !contains(known, region) {
+		return exit(exitSpec, "--region %s: %s has regions %s", region, spec.Service, strings.Join(known, ", "))
+	}
+	m := spec.Monitor.WithDefaults()
+	log := slog.New(slog.NewTextHandler(a.err, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	var (
+		st     lifeboat.Store
+		quorum *store.Quorum
+	)
+	switch {
+	case len(spec.Store.Members) > 0:
+		o := store.DefaultMemberOptions(spec.Service, region)
+		o.Dir, o.Members = storeDir(spec), spec.Store.Members
+		if !a.json() {
+			fmt.Fprintf(a.out, "%s: starting %s's etcd member; waiting for a majority of %s\n", a.paint(bold, "lifeboat serve"), region, strings.Join(lifeboat.SortedKeys(spec.Store.Members), ", "))
+		}
+		member, err := store.OpenMember(ctx, o)
+		if err != nil {
+			return exit(exitFailed, "%v", err)
+		}
+		defer member.Close()
+		st = member.Store()
+		if quorum, err = member.Quorum(ctx, m.Lease.D()); err != nil {
+			return exit(exitFailed, "%v", err)
+		}
+	case len(spec.Store.Endpoints) > 0:
+		s, err := store.Open(ctx, store.Options{Endpoints: spec.Store.Endpoints, Service: spec.Service})
+		if err != nil {
+			return exit(exitFailed, "opening the state store: %v", err)
+		}
+		defer s.Close()
+		st = s
+		if quorum, err = store.OpenQuorum(ctx, s, region, m.Lease.D()); err != nil {
+			return exit(exitFailed, "%v", err)
+		}
+	default:
+		return exit(exitSpec, "%s: serve --region needs a store shared by the regions' controllers: set store.members (an etcd member embedded in each controller) or store.endpoints (an external etcd cluster)", a.specPath)
+	}
+	defer quorum.Close()
+	state, err := st.Init(ctx, lifeboat.InitialState(spec, time.Now().UTC()))
+	if err != nil {
+		return exit(exitFailed, "reading the state: %v", err)
+	}
+	drivers, err := driver.FromSpec(spec, state)
+	if err != nil {
+		return exit(exitSpec, "drivers: %v", err)
+	}
+	c, err := controller.New(controller.Config{Spec: spec, Region: region, Store: st, Quorum: quorum, Drivers: drivers, Log: log})
+	if err != nil {
+		return exit(exitSpec, "%v", err)
+	}
+	if !a.json() {
+		targets, _ := controller.Targets(spec, state.Active)
+		fmt.Fprintf(a.out, "%s: %s's controller for %s · mode %s · %d target(s) probed every %s, down after %d failures · lease %s\n",
+			a.paint(bold, "lifeboat serve"), region, spec.Service, m.Mode, len(targets), lifeboat.FormatDuration(m.Interval.D()), m.Failures, lifeboat.FormatDuration(m.Lease.D()))
+		fmt.Fprintf(a.out, "active %s at epoch %d. Ctrl-C stops (hands the election over).\n", state.Active, state.Epoch)
+	}
+	return c.Run(ctx)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
