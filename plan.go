@@ -18,6 +18,11 @@ const (
 	IntentFailback Intent = "failback"
 	// Switchover is a planned, zero-loss move in either direction.
 	IntentSwitchover Intent = "switchover"
+	// Rejoin makes the region that is not active ready again after a
+	// failover, without moving the service: each old primary there is fenced
+	// if the state still calls it primary, then rebuilt as a replica of the
+	// active copy (writes that never replicated go to quarantine).
+	IntentRejoin Intent = "rejoin"
 )
 
 // Op is what a step does. Each op maps to one idempotent driver action.

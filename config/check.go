@@ -434,7 +434,7 @@ func (c *checker) databaseRef(path, ref string) {
 }
 
 // intents are the values a hook's `on` may hold.
-var intents = []string{string(lifeboat.IntentFailover), string(lifeboat.IntentFailback), string(lifeboat.IntentSwitchover)}
+var intents = []string{string(lifeboat.IntentFailover), string(lifeboat.IntentFailback), string(lifeboat.IntentSwitchover), string(lifeboat.IntentRejoin)}
 
 func (c *checker) hooks() {
 	for i, h := range c.s.Hooks {

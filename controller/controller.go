@@ -92,12 +92,13 @@ type Controller struct {
 	observing string // the active region obs's criticality is for
 	views     chan monitor.View
 
-	mu            sync.Mutex
-	status        Status
-	state         *lifeboat.State // last state read (kept when the store is unreachable)
-	fenced        uint64          // epoch at which this region fenced itself (0: not)
-	fenceFailures int
-	advised       string // last advice logged, to log it once
+	mu             sync.Mutex
+	status         Status
+	state          *lifeboat.State // last state read (kept when the store is unreachable)
+	fenced         uint64          // epoch at which this region fenced itself (0: not)
+	fenceFailures  int
+	rejoinFailedAt time.Time
+	advised        string // last advice logged, to log it once
 }
 
 // New checks c and builds a controller; Run runs it.
@@ -346,7 +347,117 @@ func (c *Controller) Step(ctx context.Context) monitor.Decision {
 		_ = c.c.Quorum.Publish(sctx, "controller", b)
 	}
 	c.act(ctx, d)
+	if d.Action == monitor.ActionNone && c.mayRejoin(sit) {
+		c.rejoin(ctx, sit)
+	}
 	return d
+}
+
+// mayRejoin says whether the leader should rebuild the other region's
+// database copies now: after a failover the old primary region is back (its
+// observer publishes again) and the state still has a geo-replica copy
+// there that is not a replica. Automatic mode only; in notify mode the
+// readiness checks show it.
+func (c *Controller) mayRejoin(sit monitor.Situation) bool {
+	if c.policy.Mode != lifeboat.MonitorAutomatic || !sit.Quorum || !sit.Leader || sit.RunInProgress {
+		return false
+	}
+	c.mu.Lock()
+	st := c.state
+	c.mu.Unlock()
+	if st == nil || len(NeedsRejoin(c.c.Spec, st)) == 0 {
+		return false
+	}
+	standby := c.c.Spec.Regions.Other(st.Active)
+	for _, v := range sit.Views {
+		if v.Observer == standby && sit.Now.Sub(v.At) < c.policy.Lease {
+			return true
+		}
+	}
+	return false
+}
+
+// NeedsRejoin lists the geo-replica copies in the region that is not active
+// that are not replicas of the active primary (an old primary, fenced or
+// not, after a failover).
+func NeedsRejoin(s *lifeboat.Spec, st *lifeboat.State) []string {
+	standby := s.Regions.Other(st.Active)
+	var out []string
+	for _, un := range s.UnitNames() {
+		for _, dn := range lifeboat.SortedKeys(s.Units[un].Databases) {
+			if s.Units[un].Databases[dn].DRMode != lifeboat.DRGeoReplica {
+				continue
+			}
+			active := st.Resource(s, un, dn, st.Active)
+			other := st.Resource(s, un, dn, standby)
+			if active == nil || active.Role != lifeboat.DBPrimary || other == nil || other.Role == lifeboat.DBReplica {
+				continue
+			}
+			out = append(out, other.Name)
+		}
+	}
+	return out
+}
+
+// rejoin runs the rejoin plan. A rejoin that fails is cancelled (nothing in
+// it is unsafe to stop), so that it never leaves a run in progress that
+// would block the next automatic failover; it is tried again later.
+func (c *Controller) rejoin(ctx context.Context, sit monitor.Situation) {
+	c.mu.Lock()
+	if time.Since(c.rejoinFailedAt) < c.policy.Lease*5 {
+		c.mu.Unlock()
+		return // give a region that just came back a moment
+	}
+	st := c.state
+	c.mu.Unlock()
+	p, err := planner.Plan(c.c.Spec, st, lifeboat.IntentRejoin, "")
+	if err != nil {
+		c.c.Log.Error("rejoin cannot be planned", "err", err)
+		return
+	}
+	c.c.Log.Warn("rejoining the old primary region as a standby", "region", c.c.Spec.Regions.Other(st.Active), "copies", strings.Join(NeedsRejoin(c.c.Spec, st), ", "))
+	eng, err := c.engine()
+	if err != nil {
+		c.c.Log.Error("engine", "err", err)
+		return
+	}
+	f, err := eng.Start(ctx, p)
+	if err != nil {
+		c.c.Log.Error("the rejoin could not start", "err", err)
+		return
+	}
+	<-f.Done()
+	if err := f.Error(); err != nil {
+		c.mu.Lock()
+		c.rejoinFailedAt = time.Now()
+		c.mu.Unlock()
+		c.c.Log.Error("the rejoin failed; cancelling it, will try again", "run", f.RunID(), "err", err)
+		if cf, cerr := eng.Cancel(ctx, f.RunID()); cerr == nil {
+			<-cf.Done()
+		}
+		return
+	}
+	c.c.Log.Warn("rejoin done: the old primary region is a standby again", "run", f.RunID())
+}
+
+// engine builds an engine whose runs are by Automatic.
+func (c *Controller) engine() (*engine.Engine, error) {
+	ec := engine.DefaultConfig()
+	ec.Store = c.c.Store
+	ec.By = Automatic
+	ec.Bind = func(run string, step *lifeboat.Step) (lifeboat.Action, error) {
+		return lifeboat.Bind(c.c.Spec, c.c.Drivers, run, step)
+	}
+	ec.OnEvent = func(e engine.Event) {
+		switch {
+		case e.Step == nil:
+		case e.Err != nil:
+			c.c.Log.Warn("step", "run", e.Run, "step", e.Step.ID, "event", e.Kind, "attempt", e.Attempt, "err", e.Err)
+		case e.Kind == lifeboat.RecDone:
+			c.c.Log.Info("step done", "run", e.Run, "step", e.Step.ID)
+		}
+	}
+	return engine.New(ec)
 }
 
 func (c *Controller) situation(ctx context.Context) monitor.Situation {
@@ -414,7 +525,7 @@ func (c *Controller) situation(ctx context.Context) monitor.Situation {
 	if runs, err := c.c.Store.Runs(ctx); err == nil {
 		var last time.Time
 		for _, r := range runs {
-			if r.By == Automatic && r.StartedAt.After(last) {
+			if r.By == Automatic && r.Plan != nil && r.Plan.Intent == lifeboat.IntentFailover && r.StartedAt.After(last) {
 				last = r.StartedAt
 			}
 		}
@@ -521,22 +632,7 @@ func (c *Controller) failover(ctx context.Context, d monitor.Decision) {
 		c.c.Log.Error("failover decided but cannot be planned", "err", err)
 		return
 	}
-	ec := engine.DefaultConfig()
-	ec.Store = c.c.Store
-	ec.By = Automatic
-	ec.Bind = func(run string, step *lifeboat.Step) (lifeboat.Action, error) {
-		return lifeboat.Bind(c.c.Spec, c.c.Drivers, run, step)
-	}
-	ec.OnEvent = func(e engine.Event) {
-		switch {
-		case e.Step == nil:
-		case e.Err != nil:
-			c.c.Log.Warn("failover step", "step", e.Step.ID, "event", e.Kind, "attempt", e.Attempt, "err", e.Err)
-		case e.Kind == lifeboat.RecDone:
-			c.c.Log.Info("failover step done", "step", e.Step.ID)
-		}
-	}
-	eng, err := engine.New(ec)
+	eng, err := c.engine()
 	if err != nil {
 		c.c.Log.Error("engine", "err", err)
 		return

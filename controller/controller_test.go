@@ -259,10 +259,6 @@ func TestRegionDownFailsOverAutomaticallyOnce(t *testing.T) {
 	if len(runs) != 1 || runs[0].By != Automatic || runs[0].Plan.Intent != lifeboat.IntentFailover || runs[0].Status != lifeboat.RunSucceeded {
 		t.Fatalf("runs after the failover: %+v; want one automatic failover, done", runs)
 	}
-	d := h.ctrl["east"].Status().Decision
-	if d.Action != monitor.ActionNone {
-		t.Logf("east's decision after the failover: %s", d)
-	}
 
 	// West comes back and east fails: within the block window nothing
 	// moves again, and the leader says why.
@@ -272,8 +268,15 @@ func TestRegionDownFailsOverAutomaticallyOnce(t *testing.T) {
 		d := h.ctrl["east"].Status().Decision
 		return d.Action == monitor.ActionNone && strings.Contains(strings.Join(d.Reasons, " "), "block")
 	})
-	if runs, _ := h.store.Runs(context.Background()); len(runs) != 1 {
-		t.Fatalf("a second automatic failover ran within the block window: %d runs", len(runs))
+	runs, _ = h.store.Runs(context.Background())
+	failovers := 0
+	for _, r := range runs {
+		if r.Plan.Intent == lifeboat.IntentFailover {
+			failovers++
+		}
+	}
+	if failovers != 1 {
+		t.Fatalf("a second automatic failover ran within the block window: %d failovers", failovers)
 	}
 }
 
@@ -315,5 +318,42 @@ func TestManualModeOnlyExplains(t *testing.T) {
 	})
 	if st := h.state(t); st.Active != "west" || st.Epoch != 1 {
 		t.Fatalf("manual mode moved the service: active %s epoch %d", st.Active, st.Epoch)
+	}
+}
+
+// After an automatic failover the old primary region comes back: the
+// leader rejoins its database as a replica of the new primary, and the
+// block window still counts from the failover.
+func TestReturningPrimaryIsRejoinedAsAStandby(t *testing.T) {
+	west, east := newSite(t), newSite(t)
+	h := start(t, testSpec(lifeboat.MonitorAutomatic, west.srv.URL, east.srv.URL), "east")
+	west.down.Store(true)
+	eventually(t, "the automatic failover to east", func() bool {
+		st := h.state(t)
+		return st.Active == "east" && st.Run == ""
+	})
+	if got := NeedsRejoin(h.spec, h.state(t)); len(got) != 1 || got[0] != "shop-storefront-orders-west" {
+		t.Fatalf("after the failover NeedsRejoin = %v; want west's orders", got)
+	}
+	west.down.Store(false)
+	eventually(t, "west's database to be rejoined as a replica", func() bool {
+		return h.world.Database("shop-storefront-orders-west").Role == lifeboat.DBReplica && h.state(t).Run == ""
+	})
+	runs, err := h.store.Runs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var intents []string
+	for _, r := range runs {
+		intents = append(intents, string(r.Plan.Intent)+" by "+r.By)
+	}
+	if len(runs) != 2 {
+		t.Fatalf("runs: %v; want the failover and the rejoin", intents)
+	}
+	if st := h.state(t); st.Active != "east" {
+		t.Fatalf("the rejoin moved the service to %s", st.Active)
+	}
+	if got := NeedsRejoin(h.spec, h.state(t)); len(got) != 0 {
+		t.Fatalf("after the rejoin NeedsRejoin = %v", got)
 	}
 }

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/config"
 	"github.com/lifeboat-dr/lifeboat/controller"
 	"github.com/lifeboat-dr/lifeboat/driver/postgres"
+	"github.com/lifeboat-dr/lifeboat/monitor"
 	"github.com/lifeboat-dr/lifeboat/store"
 )
 
@@ -202,6 +204,60 @@ func TestMonitorRegionDownFailsOver(t *testing.T) {
 	}
 	if err := hasOrder(context.Background(), in.Region(East).Postgres, p.ID); err != nil {
 		t.Fatalf("order %d not in east's database: %v", p.ID, err)
+	}
+
+	// West comes back: the leader rejoins its database as east's replica
+	// (fenced first by the failover, its unreplicated writes quarantined),
+	// readiness turns green, and failback is a planned, zero-loss move.
+	fault(t, dir, FaultRequest{Kind: FaultHeal})
+	eventually(t, 2*time.Minute, "west's database rejoined as a streaming replica by the controllers", func() error {
+		runs, err := automaticRuns(context.Background(), s)
+		if err != nil {
+			return err
+		}
+		rejoined := false
+		for _, r := range runs {
+			rejoined = rejoined || (r.Plan.Intent == lifeboat.IntentRejoin && r.Status == lifeboat.RunSucceeded)
+		}
+		if !rejoined {
+			return fmt.Errorf("no finished automatic rejoin yet (%d automatic runs)", len(runs))
+		}
+		if d := dbOf(statusOf(t, dir), West); d.Role != string(lifeboat.DBReplica) || d.ReplicationState != "streaming" {
+			return fmt.Errorf("west's PostgreSQL: %+v", d)
+		}
+		return nil
+	})
+	bin := lifeboatBinary(t)
+	eventually(t, time.Minute, "readiness: west's standby streams", func() error {
+		out, err := exec.Command(bin, "-f", in.Spec, "status", "-o", "json").Output()
+		if err != nil {
+			return fmt.Errorf("lifeboat status: %v", err)
+		}
+		var v struct {
+			Readiness []monitor.Check `json:"readiness"`
+		}
+		if err := json.Unmarshal(out, &v); err != nil {
+			return err
+		}
+		for _, c := range v.Readiness {
+			if c.Name == monitor.CheckStandbyStreaming && !c.OK {
+				return fmt.Errorf("%s: %s", c.Name, c.Reason)
+			}
+		}
+		return nil
+	})
+	out, err := exec.Command(bin, "-f", in.Spec, "failback", "--yes").CombinedOutput()
+	if err != nil {
+		t.Fatalf("lifeboat failback: %v\n%s", err, out)
+	}
+	if err := hasOrder(context.Background(), in.Region(West).Postgres, p.ID); err != nil {
+		t.Fatalf("order %d taken in east is not in west's database after the failback: %v", p.ID, err)
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	st, err := s.State(rctx)
+	cancel()
+	if err != nil || st.Active != West {
+		t.Fatalf("after the failback: %+v, %v; want active west", st, err)
 	}
 	logDecisions(t, dir)
 }

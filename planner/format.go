@@ -17,7 +17,11 @@ func Format(p *lifeboat.Plan) string {
 		return "no plan\n"
 	}
 	var w strings.Builder
-	fmt.Fprintf(&w, "%s %s: %s → %s, new epoch %d\n", p.Intent, p.Service, p.From, p.To, p.Epoch)
+	if p.Intent == lifeboat.IntentRejoin {
+		fmt.Fprintf(&w, "%s %s: stays in %s; the other region's copies become its replicas, new epoch %d\n", p.Intent, p.Service, p.From, p.Epoch)
+	} else {
+		fmt.Fprintf(&w, "%s %s: %s → %s, new epoch %d\n", p.Intent, p.Service, p.From, p.To, p.Epoch)
+	}
 	groups := p.Groups()
 	for i, g := range groups {
 		if len(g) > 1 {

@@ -71,6 +71,8 @@ func Plan(s *lifeboat.Spec, st *lifeboat.State, intent lifeboat.Intent, to strin
 		err = b.move(false)
 	case lifeboat.IntentSwitchover:
 		err = b.move(true)
+	case lifeboat.IntentRejoin:
+		err = b.rejoin()
 	}
 	if err != nil {
 		return nil, err
@@ -93,9 +95,9 @@ func Plan(s *lifeboat.Spec, st *lifeboat.State, intent lifeboat.Intent, to strin
 
 func checkState(s *lifeboat.Spec, st *lifeboat.State, intent lifeboat.Intent) error {
 	switch intent {
-	case lifeboat.IntentFailover, lifeboat.IntentFailback, lifeboat.IntentSwitchover:
+	case lifeboat.IntentFailover, lifeboat.IntentFailback, lifeboat.IntentSwitchover, lifeboat.IntentRejoin:
 	default:
-		return refuse(s, intent, "unknown intent %q: use failover, failback or switchover", intent)
+		return refuse(s, intent, "unknown intent %q: use failover, failback, switchover or rejoin", intent)
 	}
 	if st.Service != "" && st.Service != s.Service {
 		return refuse(s, intent, "the state is of service %q but the spec %s is of %q: point lifeboat at the right spec or store", st.Service, specFile(s), s.Service)
@@ -129,6 +131,13 @@ func regionList(s *lifeboat.Spec) string {
 func destination(s *lifeboat.Spec, st *lifeboat.State, intent lifeboat.Intent, to string) (string, error) {
 	from, home := st.Active, s.Regions.Primary.Name
 	cmd := "lifeboat " + string(intent)
+	if intent == lifeboat.IntentRejoin {
+		// The service stays where it is; the other region is repaired.
+		if to != "" && to != from {
+			return "", refuse(s, intent, "rejoin does not move %s: it stays active in %s and rebuilds %s's copies as replicas; drop --to", s.Service, from, s.Regions.Other(from))
+		}
+		return from, nil
+	}
 	if to == "" {
 		if intent == lifeboat.IntentFailback {
 			to = home

@@ -80,6 +80,45 @@ func roleOf(r *lifeboat.Resource) lifeboat.DatabaseRole {
 	return r.Role
 }
 
+// rejoin: the active region keeps the service; each geo-replica copy in the
+// other region that is not a replica (an old primary after a failover) is
+// fenced if the state still calls it primary, then rebuilt as a replica of
+// the active copy. Its unreplicated writes go to quarantine (the driver's
+// rejoin); nothing else moves.
+func (b *builder) rejoin() error {
+	standby := b.s.Regions.Other(b.from)
+	for _, un := range b.s.UnitNames() {
+		u := b.s.Units[un]
+		for _, dn := range lifeboat.SortedKeys(u.Databases) {
+			d := u.Databases[dn]
+			if d.DRMode != lifeboat.DRGeoReplica {
+				continue
+			}
+			ref := lifeboat.Ref{Unit: un, Component: dn}
+			activeName, standbyName := b.name(un, dn, b.from), b.name(un, dn, standby)
+			if r := roleOf(b.res(un, dn, b.from)); r != lifeboat.DBPrimary {
+				b.note("%s: the copy in %s is %s, not primary, so there is nothing to rejoin %s to; fix the active copy first (`lifeboat status`)", ref, b.from, r, standby)
+				continue
+			}
+			role := roleOf(b.res(un, dn, standby))
+			if role == lifeboat.DBReplica {
+				continue
+			}
+			var pre []string
+			if role == lifeboat.DBPrimary {
+				pre = append(pre, b.add(&lifeboat.Step{ID: stepID(lifeboat.OpDatabaseFence, standbyName), Op: lifeboat.OpDatabaseFence,
+					Unit: un, Component: dn, Resource: standbyName, Region: standby, Estimate: lifeboat.EstimateFence,
+					Why: fmt.Sprintf("the state still calls this old copy primary; %s is the real one: it must take no writes before it is rebuilt", activeName)}))
+			}
+			b.add(&lifeboat.Step{ID: stepID(lifeboat.OpDatabaseRejoin, standbyName), Op: lifeboat.OpDatabaseRejoin,
+				Unit: un, Component: dn, Resource: standbyName, Region: standby, FromResource: activeName, FromRegion: b.from,
+				Estimate: lifeboat.EstimateRejoin, DependsOn: pre,
+				Why: fmt.Sprintf("the copy in %s is %s: rebuild it as a replica of %s so %s is ready again (writes that never replicated go to quarantine)", standby, role, activeName, standby)})
+		}
+	}
+	return nil
+}
+
 // failover: data and compute in parallel, then traffic (seed 000).
 func (b *builder) failover() error {
 	for _, un := range b.s.UnitNames() {

@@ -26,6 +26,12 @@ Writes not yet replicated may be lost (up to the plan's RPO).`},
 	"failback": {"Bring the service home with zero data loss (planned)",
 		`Fail back to the primary region: stop writes, fail data back with zero
 loss, switch traffic back, delete the failover resource group.`},
+	"rejoin": {"Make the other region ready again after a failover (the service stays)",
+		`Rebuild the copies of the databases in the region that is not active as
+replicas of the active ones: an old primary is fenced first if the state
+still calls it primary, and the writes it took that never replicated go to
+quarantine, with a report. Nothing else moves; afterwards readiness turns
+green and failback is a planned, zero-loss operation.`},
 	"switchover": {"Move the service to the other region with zero data loss (planned)",
 		`A planned, zero-loss move of everything to the other region, for drills
 and maintenance: stand up compute there, stop writes, switch the databases

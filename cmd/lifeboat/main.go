@@ -89,6 +89,7 @@ another file. Runs are journaled: an interrupted run continues with
 		a.intentCommand("failover"),
 		a.intentCommand("failback"),
 		a.intentCommand("switchover"),
+		a.intentCommand("rejoin"),
 		a.resumeCommand(),
 		a.cancelCommand(),
 		a.statusCommand(),

@@ -48,10 +48,10 @@ objectives. Nothing is changed.`,
 
 func parseIntent(s string) (lifeboat.Intent, error) {
 	switch i := lifeboat.Intent(s); i {
-	case lifeboat.IntentFailover, lifeboat.IntentFailback, lifeboat.IntentSwitchover:
+	case lifeboat.IntentFailover, lifeboat.IntentFailback, lifeboat.IntentSwitchover, lifeboat.IntentRejoin:
 		return i, nil
 	}
-	return "", exit(exitSpec, "%q is not something lifeboat plans: use failover, failback or switchover", s)
+	return "", exit(exitSpec, "%q is not something lifeboat plans: use failover, failback, switchover or rejoin", s)
 }
 
 func (a *app) makePlan(ctx context.Context, s *session, intent lifeboat.Intent, to string) (*lifeboat.Plan, error) {
