@@ -81,7 +81,11 @@ type Status struct {
 	DecidedAt   time.Time        `json:"decided_at"`
 	Fenced      bool             `json:"fenced,omitempty"` // this region fenced itself
 	Readiness   []monitor.Check  `json:"readiness,omitempty"`
-	Targets     []monitor.TargetStatus
+	// Exposure is the RPO exposure of the active region's databases, as
+	// this controller measures it when its region is active: what a
+	// failover would lose if the primary died now.
+	Exposure []monitor.Exposure     `json:"exposure,omitempty"`
+	Targets  []monitor.TargetStatus `json:"targets,omitempty"`
 }
 
 // Controller is one region's controller.
@@ -90,6 +94,8 @@ type Controller struct {
 	policy    monitor.Policy
 	obs       *monitor.Observer
 	observing string // the active region obs's criticality is for
+	meters    []*monitor.ExposureMeter
+	stopMeter context.CancelFunc
 	views     chan monitor.View
 
 	mu             sync.Mutex
@@ -201,12 +207,36 @@ func (c *Controller) observe(active string) error {
 	if err != nil {
 		return err
 	}
+	// The active region's controller meters its databases' RPO exposure:
+	// it is next to the primary.
+	var meters []*monitor.ExposureMeter
+	mctx, stopMeter := context.WithCancel(context.Background())
+	if active == c.c.Region {
+		for _, t := range targets {
+			if t.Region != active || t.Probe.Kind != monitor.ProbeSQL {
+				continue
+			}
+			ec := monitor.DefaultExposureConfig()
+			ec.Interval, ec.Timeout = c.c.Tick, max(t.Probe.Timeout, c.c.Tick)
+			m, err := monitor.NewExposureMeter(t.Component, ec, monitor.PostgresLagSampler(t.Probe.Address, "", ec.Timeout))
+			if err != nil {
+				c.c.Log.Warn("no RPO exposure for a database", "database", t.Component, "err", err)
+				continue
+			}
+			meters = append(meters, m)
+			go m.Run(mctx)
+		}
+	}
 	c.mu.Lock()
-	old := c.obs
+	old, oldStop := c.obs, c.stopMeter
 	c.obs, c.observing = obs, active
+	c.meters, c.stopMeter = meters, stopMeter
 	c.mu.Unlock()
 	if old != nil {
 		_ = old.Close()
+	}
+	if oldStop != nil {
+		oldStop()
 	}
 	return nil
 }
@@ -222,9 +252,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	defer func() {
 		c.mu.Lock()
-		obs := c.obs
+		obs, stop := c.obs, c.stopMeter
 		c.mu.Unlock()
 		_ = obs.Close()
+		stop()
 	}()
 
 	var wg sync.WaitGroup
@@ -338,9 +369,18 @@ func (c *Controller) Step(ctx context.Context) monitor.Decision {
 	sit := c.situation(sctx)
 	d := monitor.Decide(sit)
 	c.mu.Lock()
+	if sit.Quorum && c.fenced != 0 && (sit.Epoch > c.fenced || sit.Active != c.c.Region) {
+		// The quorum is back and the service moved on (a failover, then a
+		// rejoin): this region's fence was taken over by the plans.
+		c.fenced, c.fenceFailures = 0, 0
+	}
 	c.status.Leader, c.status.Quorum, c.status.LastRenewed = sit.Leader, sit.Quorum, c.c.Quorum.LastRenewed()
 	c.status.Decision, c.status.DecidedAt, c.status.Readiness = d, sit.Now, sit.Readiness
 	c.status.Fenced = c.fenced != 0
+	c.status.Exposure = nil
+	for _, m := range c.meters {
+		c.status.Exposure = append(c.status.Exposure, m.Exposure())
+	}
 	st := c.status
 	c.mu.Unlock()
 	if b, err := json.Marshal(st); err == nil {

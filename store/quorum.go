@@ -580,3 +580,30 @@ func (q *Quorum) WatchViews(ctx context.Context) (map[string]map[string][]byte, 
 	}()
 	return views, out, nil
 }
+
+// ReadViews reads what every region's controller published (region → key
+// → value) through any store on an etcd cluster, without a lease of its
+// own: for status, which only looks.
+func ReadViews(ctx context.Context, s lifeboat.Store) (map[string]map[string][]byte, error) {
+	es, ok := s.(*etcdStore)
+	if !ok {
+		return nil, lifeboat.Permanent(opViews, "", errors.New("no controllers publish here: the store is not an etcd cluster (set store.members or store.endpoints)"))
+	}
+	prefix := es.k.views()
+	resp, err := es.cli.Get(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, lifeboat.Transient(opViews, "", fmt.Errorf("read the controllers' views from etcd (%s): %w", es.where, err))
+	}
+	out := map[string]map[string][]byte{}
+	for _, kv := range resp.Kvs {
+		region, key, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), prefix), "/")
+		if !ok {
+			continue
+		}
+		if out[region] == nil {
+			out[region] = map[string][]byte{}
+		}
+		out[region][key] = kv.Value
+	}
+	return out, nil
+}

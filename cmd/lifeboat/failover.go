@@ -71,7 +71,8 @@ region (or --yes). Progress is journaled: if lifeboat is interrupted,
 				fmt.Fprintln(a.out)
 			}
 			if lifeboat.Intent(name) == lifeboat.IntentFailover {
-				if err := refuseUnready(readiness(ctx, s), p.To); err != nil {
+				ctrls, _ := controllers(ctx, s)
+				if err := refuseUnready(readiness(ctx, s, ctrls), p.To); err != nil {
 					if !force {
 						return err
 					}

@@ -2,22 +2,119 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/lifeboat-dr/lifeboat"
+	"github.com/lifeboat-dr/lifeboat/controller"
 	"github.com/lifeboat-dr/lifeboat/driver"
 	"github.com/lifeboat-dr/lifeboat/monitor"
+	"github.com/lifeboat-dr/lifeboat/store"
 )
 
-// readiness evaluates the readiness checks now, asking the drivers.
-func readiness(ctx context.Context, s *session) []monitor.Check {
+// readiness evaluates the readiness checks now, asking the drivers; ctrls
+// (what the regions' controllers published, nil when none run) says
+// whether the witness is reachable.
+func readiness(ctx context.Context, s *session, ctrls map[string]controller.Status) []monitor.Check {
 	drivers, err := driver.FromSpec(s.spec, s.state)
 	if err != nil {
 		return []monitor.Check{{Name: "drivers", OK: false, Reason: err.Error(), At: time.Now()}}
 	}
 	facts := monitor.Gather(ctx, s.spec, drivers, s.state, s.store)
+	if w := s.spec.Regions.Witness; w != nil && ctrls != nil {
+		st, ok := ctrls[w.Name]
+		facts.Witness.Known = true
+		facts.Witness.Reachable = ok && st.Quorum
+		if facts.Witness.Reachable {
+			facts.Witness.Detail = fmt.Sprintf("%s's controller is in the quorum (decided %s)", w.Name, since(st.DecidedAt))
+		} else {
+			facts.Witness.Detail = fmt.Sprintf("%s's controller publishes nothing under a live lease", w.Name)
+		}
+	}
 	return monitor.Evaluate(s.spec, s.state, facts, time.Now())
+}
+
+// controllers reads what each region's controller last published; nil
+// when the spec has no shared store (no controllers).
+func controllers(ctx context.Context, s *session) (map[string]controller.Status, error) {
+	if len(s.spec.Store.Members) == 0 && len(s.spec.Store.Endpoints) == 0 {
+		return nil, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	views, err := store.ReadViews(rctx, s.store)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]controller.Status{}
+	for region, keys := range views {
+		var st controller.Status
+		if b, ok := keys["controller"]; ok && json.Unmarshal(b, &st) == nil {
+			out[region] = st
+		}
+	}
+	return out, nil
+}
+
+// printControllers prints the controllers' table, the leader's reasons and
+// the RPO exposure the active region's controller measures.
+func (a *app) printControllers(spec *lifeboat.Spec, st *lifeboat.State, ctrls map[string]controller.Status, err error) {
+	if err != nil {
+		fmt.Fprintln(a.out, a.paint(yellow, "controllers: ")+err.Error())
+		return
+	}
+	m := spec.Monitor.WithDefaults()
+	w := a.table()
+	fmt.Fprintf(w, "CONTROLLER\tQUORUM\tLEADER\tDECISION\tDECIDED\t(mode %s)\n", m.Mode)
+	var leader *controller.Status
+	regions := []string{spec.Regions.Primary.Name, spec.Regions.Secondary.Name}
+	if spec.Regions.Witness != nil {
+		regions = append(regions, spec.Regions.Witness.Name)
+	}
+	for _, r := range regions {
+		c, ok := ctrls[r]
+		if !ok {
+			fmt.Fprintf(w, "%s\t%s\t-\t-\t-\t\n", r, a.paint(red, "not publishing"))
+			continue
+		}
+		q := a.paint(green, "ok")
+		if !c.Quorum {
+			q = a.paint(red, "lost")
+		}
+		l := ""
+		if c.Leader {
+			l = a.paint(bold, "leader")
+			leader = &c
+		}
+		d := string(c.Decision.Action)
+		if c.Fenced {
+			d += a.paint(yellow, " (fenced itself)")
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t\n", r, q, l, d, since(c.DecidedAt))
+	}
+	w.Flush()
+	if leader != nil {
+		for i, r := range leader.Decision.Reasons {
+			if i == 4 {
+				fmt.Fprintf(a.out, "  … (%d more: lifeboat status -o json)\n", len(leader.Decision.Reasons)-i)
+				break
+			}
+			fmt.Fprintln(a.out, "  "+truncate(r, 200))
+		}
+	}
+	if c, ok := ctrls[st.Active]; ok {
+		for _, e := range c.Exposure {
+			if e.Bounded {
+				fmt.Fprintf(a.out, "RPO exposure of %s: %s / %d B behind now, worst %s / %d B over %s (objective %s)\n",
+					e.Database, lifeboat.FormatDuration(e.LagTime), e.LagBytes, lifeboat.FormatDuration(e.MaxLagTime), e.MaxLagBytes,
+					lifeboat.FormatDuration(e.Window), lifeboat.FormatDuration(spec.Objectives.RPO.D()))
+			} else {
+				fmt.Fprintf(a.out, "RPO exposure of %s: %s\n", e.Database, a.paint(yellow, "unbounded: "+e.Reason))
+			}
+		}
+	}
 }
 
 // blocking are the failed checks that would make a failover fail.
@@ -73,4 +170,3 @@ func refuseUnready(checks []monitor.Check, to string) error {
 	}
 	return exit(exitRefused, "refused: the failover to %s would fail:\n%s\nfix what is listed, or add --force to fail over anyway", to, strings.Join(why, "\n"))
 }
-

@@ -34,9 +34,10 @@ func (a *app) statusCommand() *cobra.Command {
 				}
 			}
 			rs := routes(ctx, s.spec, s.state)
-			checks := readiness(ctx, s)
+			ctrls, cerr := controllers(ctx, s)
+			checks := readiness(ctx, s, ctrls)
 			if a.json() {
-				return a.printJSON(map[string]any{"state": s.state, "run": run, "traffic": rs, "readiness": checks})
+				return a.printJSON(map[string]any{"state": s.state, "run": run, "traffic": rs, "readiness": checks, "controllers": ctrls})
 			}
 			st, spec := s.state, s.spec
 			home := ""
@@ -85,6 +86,10 @@ func (a *app) statusCommand() *cobra.Command {
 			a.printResources(spec, st, false)
 			fmt.Fprintln(a.out)
 			a.printReadiness(checks)
+			if ctrls != nil || cerr != nil {
+				fmt.Fprintln(a.out)
+				a.printControllers(spec, st, ctrls, cerr)
+			}
 			return nil
 		},
 	}
