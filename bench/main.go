@@ -62,6 +62,9 @@ func run(steps, resumeSteps, drRuns int, cpuprofile string, traffic bool, dnsSec
 		return err
 	}
 	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil { // the lab's PostgreSQL runs as postgres
+		return err
+	}
 	etcd, err := store.Open(ctx, store.Options{Dir: filepath.Join(dir, "store"), Service: "bench"})
 	if err != nil {
 		return fmt.Errorf("opening the embedded etcd store in %s: %w", dir, err)
