@@ -128,6 +128,11 @@ func (h *Hosted) KeepLease(ctx context.Context, st lifeboat.Store, log *slog.Log
 		}
 		rctx, cancel := context.WithTimeout(ctx, every)
 		state, err := st.State(rctx)
+		if err != nil && rctx.Err() == nil {
+			// One member may be cut off: the client's next call goes to
+			// another.
+			state, err = st.State(rctx)
+		}
 		cancel()
 		if err != nil {
 			if lost.IsZero() && ctx.Err() == nil {

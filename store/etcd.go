@@ -70,7 +70,10 @@ func (s *etcdStore) State(ctx context.Context) (*lifeboat.State, error) {
 	if err := s.open(opState); err != nil {
 		return nil, err
 	}
-	resp, err := s.cli.Get(ctx, s.k.state())
+	// A member cut off from the raft leader fails at once instead of
+	// waiting out ctx: the client's next call tries another member, and a
+	// lease renewed on reads (the front door's) does not lapse meanwhile.
+	resp, err := s.cli.Get(clientv3.WithRequireLeader(ctx), s.k.state())
 	if err != nil {
 		return nil, s.ioErr(opState, s.service, err)
 	}
