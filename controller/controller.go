@@ -63,8 +63,11 @@ type Config struct {
 	// failover plan.
 	Drivers lifeboat.Drivers
 	// Readiness, if set, says whether a failover would work now; a
-	// blocking check refuses an automatic failover.
-	Readiness func(ctx context.Context) []monitor.Check
+	// blocking check refuses an automatic failover. The leader evaluates
+	// it in the background every ReadinessEvery (default 5 s) and decides
+	// with the latest result, so a slow driver never delays a decision.
+	Readiness      func(ctx context.Context) []monitor.Check
+	ReadinessEvery time.Duration
 	// Tick is how often the controller decides; default monitor.interval.
 	Tick time.Duration
 	Now  func() time.Time
@@ -104,7 +107,8 @@ type Controller struct {
 	fenced         uint64          // epoch at which this region fenced itself (0: not)
 	fenceFailures  int
 	rejoinFailedAt time.Time
-	advised        string // last advice logged, to log it once
+	readiness      []monitor.Check // the latest evaluation (leader only)
+	advised        string          // last advice logged, to log it once
 }
 
 // New checks c and builds a controller; Run runs it.
@@ -265,6 +269,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); c.publishViews(ctx) }()
 	go func() { defer wg.Done(); c.campaign(ctx) }()
+	if c.c.Readiness != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.evaluateReadiness(ctx) }()
+	}
 
 	t := time.NewTicker(c.c.Tick)
 	defer t.Stop()
@@ -579,9 +587,34 @@ func (c *Controller) situation(ctx context.Context) monitor.Situation {
 		}
 	}
 	if c.c.Readiness != nil && sit.Quorum && sit.Leader {
-		sit.Readiness = c.c.Readiness(ctx)
+		c.mu.Lock()
+		sit.Readiness = c.readiness
+		c.mu.Unlock()
 	}
 	return sit
+}
+
+// evaluateReadiness keeps c.readiness fresh while this controller leads.
+func (c *Controller) evaluateReadiness(ctx context.Context) {
+	every := c.c.ReadinessEvery
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	for {
+		if c.c.Quorum.IsLeader() {
+			rctx, cancel := context.WithTimeout(ctx, every)
+			checks := c.c.Readiness(rctx)
+			cancel()
+			c.mu.Lock()
+			c.readiness = checks
+			c.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
 }
 
 // act does what the decision says.

@@ -157,8 +157,8 @@ func newSite(t *testing.T) *site {
 
 func testSpec(mode lifeboat.MonitorMode, west, east string) *lifeboat.Spec {
 	return &lifeboat.Spec{
-		Service: "shop",
-		Regions: lifeboat.Regions{Primary: lifeboat.Region{Name: "west"}, Secondary: lifeboat.Region{Name: "east"}, Witness: &lifeboat.Region{Name: "central"}},
+		Service:    "shop",
+		Regions:    lifeboat.Regions{Primary: lifeboat.Region{Name: "west"}, Secondary: lifeboat.Region{Name: "east"}, Witness: &lifeboat.Region{Name: "central"}},
 		Objectives: lifeboat.Objectives{RTO: lifeboat.Duration(time.Minute), RPO: lifeboat.Duration(5 * time.Second)},
 		Units: map[string]lifeboat.Unit{"storefront": {
 			Compute:   map[string]lifeboat.Compute{"web": {Standby: lifeboat.StandbyWarm, Instances: lifeboat.Instances{Primary: 2, Secondary: 2}}},
@@ -355,5 +355,42 @@ func TestReturningPrimaryIsRejoinedAsAStandby(t *testing.T) {
 	}
 	if got := NeedsRejoin(h.spec, h.state(t)); len(got) != 0 {
 		t.Fatalf("after the rejoin NeedsRejoin = %v", got)
+	}
+}
+
+// A blocking readiness check refuses the automatic failover, and says so.
+func TestReadinessBlocksTheAutomaticFailover(t *testing.T) {
+	west, east := newSite(t), newSite(t)
+	spec := testSpec(lifeboat.MonitorAutomatic, west.srv.URL, east.srv.URL)
+	h := &harness{spec: spec, store: store.NewMemory(), world: fake.New(), cl: newCluster(), ctrl: map[string]*Controller{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := h.store.Init(ctx, lifeboat.InitialState(spec, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.world.Seed(spec, st)
+	h.cl.leader = "east"
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	blocked := func(context.Context) []monitor.Check {
+		return []monitor.Check{{Name: monitor.CheckStandbyStreaming, Component: "storefront.orders", Blocks: true, Reason: "east's copy is absent"}}
+	}
+	for _, r := range []string{"west", "east", "central"} {
+		c, err := New(Config{Spec: spec, Region: r, Store: h.store, Quorum: member{h.cl, r}, Drivers: h.world.Drivers(),
+			Readiness: blocked, ReadinessEvery: 20 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.ctrl[r] = c
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = c.Run(ctx) }()
+	}
+	west.down.Store(true)
+	eventually(t, "the leader to refuse the failover, naming the check", func() bool {
+		d := h.ctrl["east"].Status().Decision
+		return d.Action == monitor.ActionNone && strings.Contains(strings.Join(d.Reasons, " "), "east's copy is absent")
+	})
+	if st := h.state(t); st.Active != "west" || st.Epoch != 1 {
+		t.Fatalf("a failover ran although readiness blocks it: active %s epoch %d", st.Active, st.Epoch)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	lifeboat "github.com/lifeboat-dr/lifeboat"
+	"go.etcd.io/etcd/client/pkg/v3/types"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
@@ -370,4 +371,40 @@ func openMembers(ctx context.Context, o Options) (lifeboat.Store, error) {
 		return nil, lifeboat.Transient(opOpen, o.Service, fmt.Errorf("%s do not answer: %w; a majority of the members (`lifeboat serve --region R` in each region of store.members) must be up and reachable from here", where, err))
 	}
 	return newEtcdStore(cli, o.Service, where, nil), nil
+}
+
+// LeadRaft makes this member etcd's raft leader if it is not: it asks the
+// current leader to hand leadership over. The witness's controller calls it
+// now and then, so that losing the primary or the secondary region never
+// costs a raft election: an election pauses the cluster and, when it
+// elects a new leader, etcd renews every lease by its TTL, which would
+// delay the failover by that much again.
+func (m *Member) LeadRaft(ctx context.Context) (moved bool, err error) {
+	m.mu.Lock()
+	closed := m.closed
+	m.mu.Unlock()
+	if closed {
+		return false, lifeboat.Permanent(opOpen, m.region, errClosed)
+	}
+	srv := m.e.Server
+	me, lead := uint64(srv.MemberID()), uint64(srv.Leader())
+	if lead == 0 {
+		return false, lifeboat.Transient(opOpen, m.region, errors.New("no raft leader now: try again after the election"))
+	}
+	if lead == me {
+		return false, nil
+	}
+	leader := srv.Cluster().Member(types.ID(lead))
+	if leader == nil || len(leader.ClientURLs) == 0 {
+		return false, lifeboat.Transient(opOpen, m.region, fmt.Errorf("the raft leader %x has no client URL in the membership yet", lead))
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: leader.ClientURLs, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return false, lifeboat.Transient(opOpen, m.region, err)
+	}
+	defer cli.Close()
+	if _, err := cli.MoveLeader(ctx, me); err != nil {
+		return false, lifeboat.Transient(opOpen, m.region, fmt.Errorf("asking raft leader %x to hand over to %s's member: %w", lead, m.region, err))
+	}
+	return true, nil
 }

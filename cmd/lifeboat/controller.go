@@ -10,6 +10,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat"
 	"github.com/lifeboat-dr/lifeboat/controller"
 	"github.com/lifeboat-dr/lifeboat/driver"
+	"github.com/lifeboat-dr/lifeboat/monitor"
 	"github.com/lifeboat-dr/lifeboat/store"
 )
 
@@ -46,6 +47,12 @@ func (a *app) serveRegion(ctx context.Context, region string) error {
 		}
 		defer member.Close()
 		st = member.Store()
+		if w := spec.Regions.Witness; w != nil && w.Name == region {
+			// The witness keeps etcd's raft leadership, so that losing the
+			// primary or the secondary never costs a raft election (and
+			// the lease renewal that comes with one) before the failover.
+			go keepRaftLeadership(ctx, member, log)
+		}
 		if quorum, err = member.Quorum(ctx, m.Lease.D()); err != nil {
 			return exit(exitFailed, "%v", err)
 		}
@@ -71,7 +78,14 @@ func (a *app) serveRegion(ctx context.Context, region string) error {
 	if err != nil {
 		return exit(exitSpec, "drivers: %v", err)
 	}
-	c, err := controller.New(controller.Config{Spec: spec, Region: region, Store: st, Quorum: quorum, Drivers: drivers, Log: log})
+	ready := func(ctx context.Context) []monitor.Check {
+		state, err := st.State(ctx)
+		if err != nil {
+			return nil // unknown now: decide with no readiness rather than a stale one
+		}
+		return monitor.Evaluate(spec, state, monitor.Gather(ctx, spec, drivers, state, st), time.Now())
+	}
+	c, err := controller.New(controller.Config{Spec: spec, Region: region, Store: st, Quorum: quorum, Drivers: drivers, Readiness: ready, Log: log})
 	if err != nil {
 		return exit(exitSpec, "%v", err)
 	}
@@ -91,4 +105,24 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// keepRaftLeadership moves etcd's raft leadership to member whenever it is
+// elsewhere, checking every few seconds until ctx ends.
+func keepRaftLeadership(ctx context.Context, member *store.Member, log *slog.Logger) {
+	for {
+		mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		moved, err := member.LeadRaft(mctx)
+		cancel()
+		if moved {
+			log.Info("the witness's etcd member leads raft again")
+		} else if err != nil && ctx.Err() == nil {
+			log.Debug("keeping raft leadership", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
