@@ -307,7 +307,16 @@ func (d *daemon) startControlPlane(ctx context.Context, stops *[]func()) (*lifeb
 	*stops = append(*stops, func() { _ = cli.Close() })
 	d.etcd = cli
 
-	st, err := s.Init(ctx, lifeboat.InitialState(d.spec, time.Now().UTC()))
+	// A young cluster may still hand raft leadership to the witness (its
+	// controller asks for it): retry what that interrupts.
+	var st *lifeboat.State
+	for attempt := 1; ; attempt++ {
+		st, err = s.Init(ctx, lifeboat.InitialState(d.spec, time.Now().UTC()))
+		if err == nil || !lifeboat.IsRetryable(err) || attempt == 20 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the service's state from the controllers' members: %w", err)
 	}

@@ -53,7 +53,7 @@ func (a *app) serveRegion(ctx context.Context, region string) error {
 			// the lease renewal that comes with one) before the failover.
 			go keepRaftLeadership(ctx, member, log)
 		}
-		if quorum, err = member.Quorum(ctx, m.Lease.D()); err != nil {
+		if err := retryTransient(ctx, func() (err error) { quorum, err = member.Quorum(ctx, m.Lease.D()); return err }); err != nil {
 			return exit(exitFailed, "%v", err)
 		}
 	case len(spec.Store.Endpoints) > 0:
@@ -70,7 +70,11 @@ func (a *app) serveRegion(ctx context.Context, region string) error {
 		return exit(exitSpec, "%s: serve --region needs a store shared by the regions' controllers: set store.members (an etcd member embedded in each controller) or store.endpoints (an external etcd cluster)", a.specPath)
 	}
 	defer quorum.Close()
-	state, err := st.Init(ctx, lifeboat.InitialState(spec, time.Now().UTC()))
+	var state *lifeboat.State
+	err = retryTransient(ctx, func() (err error) {
+		state, err = st.Init(ctx, lifeboat.InitialState(spec, time.Now().UTC()))
+		return err
+	})
 	if err != nil {
 		return exit(exitFailed, "reading the state: %v", err)
 	}
@@ -125,4 +129,22 @@ func keepRaftLeadership(ctx context.Context, member *store.Member, log *slog.Log
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// retryTransient retries f while it fails with a retryable error, for up to
+// about 10 s: a young cluster may be electing or handing over its raft
+// leader while the controllers start.
+func retryTransient(ctx context.Context, f func() error) error {
+	var err error
+	for attempt := 0; attempt < 40; attempt++ {
+		if err = f(); err == nil || !lifeboat.IsRetryable(err) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return err
 }
