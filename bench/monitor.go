@@ -127,15 +127,6 @@ func startWeb() (*web, error) {
 
 func (w *web) takeDown() { w.mu.Lock(); w.down = true; w.mu.Unlock() }
 
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 func startMonCluster(ctx context.Context, dir string) (*monCluster, error) {
 	c := &monCluster{members: map[string]*store.Member{}, links: map[string]*wan.Link{}, webs: map[string]*web{}, ctrl: map[string]*controller.Controller{}}
 	var stops []func()
@@ -162,17 +153,30 @@ func startMonCluster(ctx context.Context, dir string) (*monCluster, error) {
 		c.webs[r], c.links[r] = w, l
 		targets[r] = map[string]string{"storefront.web": "http://" + l.Addr() + "/healthz"}
 	}
+	// Hold every port until all are picked, so no two are the same.
+	var held []net.Listener
+	pick := func() (string, error) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		held = append(held, ln)
+		return ln.Addr().String(), nil
+	}
 	members := map[string]lifeboat.StoreMember{}
 	for _, r := range []string{"west", "east", "central"} {
-		peer, err := freePort()
+		peer, err := pick()
 		if err != nil {
 			return fail(err)
 		}
-		client, err := freePort()
+		client, err := pick()
 		if err != nil {
 			return fail(err)
 		}
 		members[r] = lifeboat.StoreMember{Peer: peer, Client: client}
+	}
+	for _, ln := range held {
+		ln.Close()
 	}
 	c.spec = &lifeboat.Spec{
 		Service:    "bench",
