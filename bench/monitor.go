@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat"
+	"github.com/lifeboat-dr/lifeboat/config"
 	"github.com/lifeboat-dr/lifeboat/controller"
 	"github.com/lifeboat-dr/lifeboat/driver/fake"
 	"github.com/lifeboat-dr/lifeboat/lab"
@@ -397,18 +398,40 @@ func labAutoRound(ctx context.Context, dir string) (time.Duration, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	time.Sleep(4 * monInterval) // a few healthy rounds published
+	// A few healthy rounds published, and time for the witness's
+	// controller to take etcd's raft leadership (it checks every 2 s): the
+	// steady state a region is lost from.
+	time.Sleep(3 * time.Second)
 	fault := time.Now()
 	if _, err := lab.Fault(ctx, dir, lab.FaultRequest{Kind: lab.FaultRegionDown, Region: "west"}); err != nil {
 		return 0, err
 	}
+	// Time the run's end as its journal has it: polling the lab's status
+	// would add the status call's own time (it inspects the dead region).
+	in, err := lab.LoadInfo(dir)
+	if err != nil {
+		return 0, err
+	}
+	spec, diags, err := config.Load(in.Spec)
+	if err != nil || diags.HasErrors() {
+		return 0, fmt.Errorf("the lab's spec: %v %v", err, diags)
+	}
+	st, err := store.Open(ctx, store.Options{Service: spec.Service, Members: spec.Store.Members})
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
 	deadline = time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
-		st, err := lab.LabStatus(ctx, dir)
-		if err == nil && st.Active == "east" && st.Run == "" {
-			return time.Since(fault), nil
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		runs, err := st.Runs(rctx)
+		cancel()
+		for _, r := range runs {
+			if err == nil && r.By == controller.Automatic && r.Plan.Intent == lifeboat.IntentFailover && r.Status == lifeboat.RunSucceeded {
+				return r.EndedAt.Sub(fault), nil
+			}
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	return 0, fmt.Errorf("no automatic failover within two minutes of west going down")
 }
