@@ -17,6 +17,8 @@ require (
 
 require github.com/miekg/dns v1.1.73
 
+require github.com/anishathalye/porcupine v1.3.1
+
 require (
 	github.com/Shopify/toxiproxy/v2 v2.12.0
 	github.com/bahlo/generic-list-go v0.2.0 // indirect
@@ -77,7 +79,7 @@ require (
 	go.yaml.in/yaml/v2 v2.4.3 // indirect
 	go.yaml.in/yaml/v4 v4.0.0-rc.2 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
-	golang.org/x/net v0.61.0 // indirect
+	golang.org/x/net v0.61.0
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0
 	golang.org/x/text v0.43.0 // indirect

@@ -126,14 +126,18 @@ func (h *Hosted) KeepLease(ctx context.Context, st lifeboat.Store, log *slog.Log
 			return
 		case <-t.C:
 		}
-		rctx, cancel := context.WithTimeout(ctx, every)
-		state, err := st.State(rctx)
-		if err != nil && rctx.Err() == nil {
-			// One member may be cut off: the client's next call goes to
-			// another.
+		// Two tries of half a period each: a member cut off by a partition
+		// hangs the first, and the client's next call goes to another.
+		var state *lifeboat.State
+		var err error
+		for try := 0; try < 2 && ctx.Err() == nil; try++ {
+			rctx, cancel := context.WithTimeout(ctx, every/2)
 			state, err = st.State(rctx)
+			cancel()
+			if err == nil {
+				break
+			}
 		}
-		cancel()
 		if err != nil {
 			if lost.IsZero() && ctx.Err() == nil {
 				lost = time.Now()

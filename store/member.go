@@ -206,6 +206,9 @@ func startMember(ctx context.Context, o MemberOptions, dir string) (*embed.Etcd,
 	cfg.InitialClusterToken = "lifeboat-" + o.Service
 	cfg.ListenClientHttpUrls, cfg.ListenMetricsUrls = nil, nil
 	cfg.EnableGRPCGateway = false
+	// Clients ping every second to notice a member cut off by a partition
+	// (its TCP connection stays up while packets are dropped); allow it.
+	cfg.GRPCKeepAliveMinTime = 500 * time.Millisecond
 	if o.Heartbeat > 0 {
 		cfg.TickMs = uint(o.Heartbeat / time.Millisecond)
 	}

@@ -90,6 +90,7 @@ another file. Runs are journaled: an interrupted run continues with
 		a.intentCommand("failback"),
 		a.intentCommand("switchover"),
 		a.intentCommand("rejoin"),
+		a.drillCommand(),
 		a.resumeCommand(),
 		a.cancelCommand(),
 		a.statusCommand(),
