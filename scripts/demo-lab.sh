@@ -14,7 +14,9 @@ if [ ! -x "$lifeboat" ]; then
 	echo "demo-lab: $lifeboat is missing: build it first (make build, or go build -o bin/lifeboat ./cmd/lifeboat)" >&2
 	exit 1
 fi
-if [ -f "$demo/lab/lab.pid" ]; then "$lifeboat" lab down --dir "$demo/lab" >/dev/null 2>&1 || true; fi
+for d in lab auto; do
+	if [ -f "$demo/$d/lab.pid" ]; then "$lifeboat" lab down --dir "$demo/$d" >/dev/null 2>&1 || true; fi
+done
 rm -rf "$demo"
 mkdir -p "$demo"
 cd "$demo"
@@ -50,7 +52,8 @@ finish() {
 	rc=$?
 	if [ -n "$load_pid" ]; then kill -TERM "$load_pid" 2>/dev/null || true; wait "$load_pid" 2>/dev/null || true; fi
 	say "Stop the lab: every process it started, every port it listened on."
-	run lifeboat lab down || rc=1
+	if [ -f auto/lab.pid ]; then run lifeboat lab down --dir auto || rc=1; fi
+	if [ -f lab/lab.pid ]; then run lifeboat lab down || rc=1; fi
 	if [ $rc -ne 0 ]; then echo "demo-lab FAILED (exit $rc); the lab's log was $demo/lab/lab.log" >&2; fi
 	exit $rc
 }
@@ -110,5 +113,15 @@ run lifeboat -f lab/lifeboat.yaml switchover --yes
 sleep 1
 stop_load lab/switchover.jsonl
 run lifeboat lab check --in lab/switchover.jsonl
+
+say "Now without a person: a controller per region (west, east and the witness central, each in its own network namespace, each with an etcd member of one cluster) watches the service and fails over on its own. Drill a region outage under load: 8 clients writing, west lost 3 s in."
+run lifeboat lab down
+run lifeboat lab up --dir auto --monitor automatic
+sleep 3
+run lifeboat drill --dir auto --scenario region-outage --duration 12s --clients 8
+report=$(ls -t auto/drills/*-region-outage.html 2>/dev/null | head -n 1)
+if [ -n "$report" ]; then
+	say "The drill's report (one self-contained page: the timeline per 100 ms with the fault and each plan step, the lag, RTO and RPO against the objectives): $demo/$report"
+fi
 
 say "Done in $(( $(date +%s) - start ))s. The demo's files are in $demo (the load's attempts: lab/*.jsonl; the lab's log: lab/lab.log)."
