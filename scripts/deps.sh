@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs what Lifeboat's demo and tests need, once. Idempotent: run it as
-# often as you like; it only installs what is missing.
+# often as you like; it only installs what is missing. With package names
+# as arguments it installs just those, the same way (scripts/peers.sh).
 set -eu
 
 # Debian packages the demo and tests use: PostgreSQL 15 for the database
@@ -8,6 +9,7 @@ set -eu
 # /usr/lib/postgresql/15/bin; no system cluster is needed); dig (dnsutils)
 # to check the DNS server's answers; BIND 9 for the RFC 2136 driver's tests.
 PACKAGES="postgresql-15 dnsutils bind9 dnsperf"
+[ $# -eq 0 ] || PACKAGES="$*"
 
 missing=""
 for p in $PACKAGES; do
@@ -36,6 +38,8 @@ if [ -n "$missing" ]; then
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -o Dpkg::Options::=--force-confold $missing >/dev/null
 	[ -z "$policy" ] || $SUDO rm -f "$policy"
 fi
+
+[ $# -eq 0 ] || exit 0
 
 # Go: the toolchain Debian ships is too old; the machine's is at /usr/local/go.
 if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then

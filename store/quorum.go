@@ -423,10 +423,18 @@ func (q *Quorum) Publish(ctx context.Context, key string, value []byte) error {
 
 // Views reads every region's published views: region → key → value.
 func (q *Quorum) Views(ctx context.Context) (map[string]map[string][]byte, error) {
-	prefix := q.k.views()
-	resp, err := q.client().Get(ctx, prefix, clientv3.WithPrefix())
+	out, err := readViews(ctx, q.client(), q.k.views())
 	if err != nil {
 		return nil, lifeboat.Transient(opViews, q.region, fmt.Errorf("read the observers' views from etcd (%s): %w", q.where, err))
+	}
+	return out, nil
+}
+
+// readViews reads every key under prefix as region → key → value.
+func readViews(ctx context.Context, cli *clientv3.Client, prefix string) (map[string]map[string][]byte, error) {
+	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
 	}
 	out := map[string]map[string][]byte{}
 	for _, kv := range resp.Kvs {
@@ -589,21 +597,9 @@ func ReadViews(ctx context.Context, s lifeboat.Store) (map[string]map[string][]b
 	if !ok {
 		return nil, lifeboat.Permanent(opViews, "", errors.New("no controllers publish here: the store is not an etcd cluster (set store.members or store.endpoints)"))
 	}
-	prefix := es.k.views()
-	resp, err := es.cli.Get(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix())
+	out, err := readViews(clientv3.WithRequireLeader(ctx), es.cli, es.k.views())
 	if err != nil {
 		return nil, lifeboat.Transient(opViews, "", fmt.Errorf("read the controllers' views from etcd (%s): %w", es.where, err))
-	}
-	out := map[string]map[string][]byte{}
-	for _, kv := range resp.Kvs {
-		region, key, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), prefix), "/")
-		if !ok {
-			continue
-		}
-		if out[region] == nil {
-			out[region] = map[string][]byte{}
-		}
-		out[region][key] = kv.Value
 	}
 	return out, nil
 }
