@@ -44,8 +44,9 @@ func main() {
 	dnsSeconds := flag.Int("dns-seconds", 5, "how long each dnsperf run lasts")
 	monRounds := flag.Int("monitor-rounds", 3, "automatic failovers to time (three controllers with real etcd members each); 0 skips the monitor")
 	lossFor := flag.Duration("loss-for", 2*time.Minute, "how long to count false failovers with 5% of probe connections stalled; 0 skips it")
+	drills := flag.Bool("drills", true, "drill a planned switchover and a region outage in the lab against issue 6's targets; false skips them")
 	flag.Parse()
-	if err := run(*steps, *resumeSteps, *drRuns, *cpuprofile, *traffic, *dnsSeconds, *monRounds, *lossFor); err != nil {
+	if err := run(*steps, *resumeSteps, *drRuns, *cpuprofile, *traffic, *dnsSeconds, *monRounds, *lossFor, *drills); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -55,7 +56,7 @@ type row struct {
 	what, store, measured, target, verdict string
 }
 
-func run(steps, resumeSteps, drRuns int, cpuprofile string, traffic bool, dnsSeconds, monRounds int, lossFor time.Duration) error {
+func run(steps, resumeSteps, drRuns int, cpuprofile string, traffic bool, dnsSeconds, monRounds int, lossFor time.Duration, drills bool) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "lifeboat-bench-")
 	if err != nil {
@@ -153,6 +154,13 @@ func run(steps, resumeSteps, drRuns int, cpuprofile string, traffic bool, dnsSec
 			return fmt.Errorf("monitor: %w", err)
 		}
 		rows = append(rows, mr...)
+	}
+	if drills {
+		dr, err := drillRows(ctx, filepath.Join(dir, "drills"))
+		if err != nil {
+			return fmt.Errorf("drills: %w", err)
+		}
+		rows = append(rows, dr...)
 	}
 	fmt.Printf("lifeboat bench · %s/%s · %d CPUs · %s\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)

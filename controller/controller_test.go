@@ -256,8 +256,16 @@ func TestRegionDownFailsOverAutomaticallyOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(runs) != 1 || runs[0].By != Automatic || runs[0].Plan.Intent != lifeboat.IntentFailover || runs[0].Status != lifeboat.RunSucceeded {
-		t.Fatalf("runs after the failover: %+v; want one automatic failover, done", runs)
+	// West's controller still publishes (only its web is down), so the
+	// leader may already be rejoining west's database: count failovers.
+	var failovers []*lifeboat.Run
+	for _, r := range runs {
+		if r.Plan.Intent == lifeboat.IntentFailover {
+			failovers = append(failovers, r)
+		}
+	}
+	if len(failovers) != 1 || failovers[0].By != Automatic || failovers[0].Status != lifeboat.RunSucceeded {
+		t.Fatalf("failover runs: %+v; want one automatic failover, done", failovers)
 	}
 
 	// West comes back and east fails: within the block window nothing
@@ -269,14 +277,14 @@ func TestRegionDownFailsOverAutomaticallyOnce(t *testing.T) {
 		return d.Action == monitor.ActionNone && strings.Contains(strings.Join(d.Reasons, " "), "block")
 	})
 	runs, _ = h.store.Runs(context.Background())
-	failovers := 0
+	n := 0
 	for _, r := range runs {
 		if r.Plan.Intent == lifeboat.IntentFailover {
-			failovers++
+			n++
 		}
 	}
-	if failovers != 1 {
-		t.Fatalf("a second automatic failover ran within the block window: %d failovers", failovers)
+	if n != 1 {
+		t.Fatalf("a second automatic failover ran within the block window: %d failovers", n)
 	}
 }
 
@@ -332,9 +340,9 @@ func TestReturningPrimaryIsRejoinedAsAStandby(t *testing.T) {
 		st := h.state(t)
 		return st.Active == "east" && st.Run == ""
 	})
-	if got := NeedsRejoin(h.spec, h.state(t)); len(got) != 1 || got[0] != "shop-storefront-orders-west" {
-		t.Fatalf("after the failover NeedsRejoin = %v; want west's orders", got)
-	}
+	// West's controller never stopped publishing (only its web is down),
+	// so the leader may rejoin west's database at once, or once west's web
+	// is back.
 	west.down.Store(false)
 	eventually(t, "west's database to be rejoined as a replica", func() bool {
 		return h.world.Database("shop-storefront-orders-west").Role == lifeboat.DBReplica && h.state(t).Run == ""
@@ -392,5 +400,25 @@ func TestReadinessBlocksTheAutomaticFailover(t *testing.T) {
 	})
 	if st := h.state(t); st.Active != "west" || st.Epoch != 1 {
 		t.Fatalf("a failover ran although readiness blocks it: active %s epoch %d", st.Active, st.Epoch)
+	}
+}
+
+func TestNeedsRejoin(t *testing.T) {
+	spec := testSpec(lifeboat.MonitorAutomatic, "http://127.0.0.1:1", "http://127.0.0.1:2")
+	st := lifeboat.InitialState(spec, time.Now())
+	if got := NeedsRejoin(spec, st); len(got) != 0 {
+		t.Fatalf("a fresh service needs no rejoin, got %v", got)
+	}
+	// After a failover: east's copy is primary, west's fenced.
+	st.Active = "east"
+	st.Resource(spec, "storefront", "orders", "east").Role = lifeboat.DBPrimary
+	st.Resource(spec, "storefront", "orders", "west").Role = lifeboat.DBFenced
+	if got := NeedsRejoin(spec, st); len(got) != 1 || got[0] != "shop-storefront-orders-west" {
+		t.Fatalf("after a failover NeedsRejoin = %v; want west's orders", got)
+	}
+	// Rejoined: a replica again.
+	st.Resource(spec, "storefront", "orders", "west").Role = lifeboat.DBReplica
+	if got := NeedsRejoin(spec, st); len(got) != 0 {
+		t.Fatalf("a replica needs no rejoin, got %v", got)
 	}
 }

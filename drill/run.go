@@ -407,8 +407,20 @@ func ordersOnPrimary(ctx context.Context, in *lab.Info, active, run string) (map
 
 // stepsSince are the steps of every run started after since, from their
 // journals.
-func stepsSince(ctx context.Context, st lifeboat.Store, since time.Time) ([]Step, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+func stepsSince(ctx context.Context, st lifeboat.Store, since time.Time) (steps []Step, err error) {
+	// The store may still be leaving a member the fault cut off: retry
+	// what is retryable.
+	for attempt := 1; attempt <= 20; attempt++ {
+		if steps, err = readSteps(ctx, st, since); err == nil || !lifeboat.IsRetryable(err) {
+			return steps, err
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return nil, err
+}
+
+func readSteps(ctx context.Context, st lifeboat.Store, since time.Time) ([]Step, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	runs, err := st.Runs(ctx)
 	if err != nil {
