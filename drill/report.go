@@ -220,7 +220,7 @@ func BuildReport(in Input, o ReportOptions) (*Report, error) {
 	}
 	r.Buckets = buckets(attempts, r.Started, r.Ended, o.Bucket)
 	if in.Fault != nil {
-		r.RTO = measureRTO(attempts, in.Fault.At)
+		r.RTO = measureRTO(attempts, in.Fault.At, in.Fault.Region)
 	}
 	r.RPO = measureRPO(r.Set, in.Fault, r.Lag, o.Slack)
 	r.Verdicts = verdicts(r)
@@ -256,7 +256,9 @@ func writeWindows(attempts []Attempt) []lab.Window {
 	return out
 }
 
-func measureRTO(attempts []Attempt, fault time.Time) RTOResult {
+// faultRegion, when set, is the region the fault took away (or a planned
+// move left): only answers from another region count as recovery.
+func measureRTO(attempts []Attempt, fault time.Time, faultRegion string) RTOResult {
 	var res RTOResult
 	per := map[int]*ClientRTO{}
 	last := map[int]time.Time{}
@@ -275,7 +277,10 @@ func measureRTO(attempts []Attempt, fault time.Time) RTOResult {
 		if a.End.After(last[a.Client]) {
 			last[a.Client] = a.End
 		}
-		if !a.OK {
+		// An answer from the faulted region is not a recovery: the fault
+		// takes a few milliseconds to bite after its instant, and writes
+		// sent meanwhile are still taken by the region being lost.
+		if !a.OK || (faultRegion != "" && a.Region == faultRegion) {
 			continue
 		}
 		if rto := a.End.Sub(fault); !c.Recovered || rto < c.RTO {

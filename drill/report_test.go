@@ -308,3 +308,23 @@ func TestStepsFromJournal(t *testing.T) {
 		t.Fatalf("\n got %+v\nwant %+v", got, want)
 	}
 }
+
+// An answer from the region the fault takes away is not a recovery: the
+// fault bites a few milliseconds after its instant.
+func TestRecoveryComesFromAnotherRegion(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	attempts := []Attempt{
+		{Client: 0, Seq: 0, Kind: KindWrite, ID: "a", Start: at(1005), End: at(1008), OK: true, Region: "west"}, // before the bite
+		{Client: 0, Seq: 1, Kind: KindWrite, ID: "b", Start: at(1010), End: at(2000), Err: "EOF"},
+		{Client: 0, Seq: 2, Kind: KindWrite, ID: "c", Start: at(2100), End: at(2500), OK: true, Region: "east"},
+	}
+	r, err := BuildReport(Input{Scenario: "region-outage", Attempts: attempts, Final: map[string]int{"a": 1, "c": 1},
+		Fault: &Fault{Kind: "region-outage", Region: "west", At: at(1000)}, Objectives: Objectives{RTO: time.Minute, RPO: time.Minute}}, DefaultReportOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := r.RTO.Clients[0]; !c.Recovered || c.Region != "east" || c.RTO != 1500*time.Millisecond {
+		t.Fatalf("client 0: %+v; want recovered in east after 1.5s (west's answer 8ms after the fault is not a recovery)", c)
+	}
+}
