@@ -343,7 +343,9 @@ func runPlan(ctx context.Context, spec *lifeboat.Spec, st lifeboat.Store, intent
 	}
 	ec := engine.DefaultConfig()
 	ec.Store, ec.By = st, "lifeboat drill"
-	ec.Bind = func(run string, step *lifeboat.Step) (lifeboat.Action, error) { return lifeboat.Bind(spec, drivers, run, step) }
+	ec.Bind = func(run string, step *lifeboat.Step) (lifeboat.Action, error) {
+		return lifeboat.Bind(spec, drivers, run, step)
+	}
 	eng, err := engine.New(ec)
 	if err != nil {
 		return err
