@@ -13,8 +13,8 @@ import (
 func (a *app) planCommand() *cobra.Command {
 	var to string
 	cmd := &cobra.Command{
-		Use:   "plan failover|failback|switchover",
-		Short: "Show the plan for a failover, failback or switchover, without running it",
+		Use:   "plan failover|failback|switchover|rejoin",
+		Short: "Show the plan for a failover, failback, switchover or rejoin, without running it",
 		Long: `Show the plan as a DAG of steps in parallel groups, each with its
 estimated duration, and the plan's estimated RTO and RPO next to the
 objectives. Nothing is changed.`,
