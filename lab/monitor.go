@@ -565,3 +565,25 @@ func (d *daemon) controllers(ctx context.Context) []ControllerStatus {
 	}
 	return out
 }
+
+// Settled says whether the monitored lab's controllers are ready to act:
+// all three alive and publishing, each in the quorum, exactly one leading.
+// When not, the error says what is missing.
+func (s *Status) Settled() error {
+	if len(s.Controllers) != 3 {
+		return fmt.Errorf("%d controllers, want 3 (west, east, central)", len(s.Controllers))
+	}
+	leaders := 0
+	for _, c := range s.Controllers {
+		if !c.Alive || !c.Published || !c.Quorum {
+			return fmt.Errorf("controller %s: alive %v, publishing %v, in the quorum %v", c.Region, c.Alive, c.Published, c.Quorum)
+		}
+		if c.Leader {
+			leaders++
+		}
+	}
+	if leaders != 1 {
+		return fmt.Errorf("%d controllers lead, want 1", leaders)
+	}
+	return nil
+}

@@ -99,19 +99,7 @@ func monitored(t *testing.T) (string, *Info) {
 		if err != nil {
 			return err
 		}
-		leaders := 0
-		for _, c := range st.Controllers {
-			if !c.Alive || !c.Published || !c.Quorum {
-				return fmt.Errorf("controller %+v", c)
-			}
-			if c.Leader {
-				leaders++
-			}
-		}
-		if len(st.Controllers) != 3 || leaders != 1 {
-			return fmt.Errorf("%d controllers, %d leaders", len(st.Controllers), leaders)
-		}
-		return nil
+		return st.Settled()
 	})
 	return dir, in
 }

@@ -51,19 +51,7 @@ func lifeboatRound(ctx context.Context, dir, fault, binary, replication string) 
 	// Settled: west active, three controllers publishing, in quorum, one leader.
 	steady := func() bool {
 		st, err := lab.LabStatus(ctx, o.Dir)
-		if err != nil || st.Active != lab.West || len(st.Controllers) != 3 {
-			return false
-		}
-		leaders := 0
-		for _, c := range st.Controllers {
-			if !c.Published || !c.Quorum {
-				return false
-			}
-			if c.Leader {
-				leaders++
-			}
-		}
-		return leaders == 1
+		return err == nil && st.Active == lab.West && st.Settled() == nil
 	}
 	if err := waitFor(ctx, time.Minute, "the lab's controllers settling (west active, quorum, one leader)", steady); err != nil {
 		return result{}, err
