@@ -185,16 +185,9 @@ func labRound(ctx context.Context, dir string, samples map[string][]time.Duratio
 	o.Dir = dir
 	// The lab runs the lifeboat program (its daemon, the shop's artifact):
 	// this bench is not it.
-	o.Binary = os.Getenv("LIFEBOAT_BIN")
-	if o.Binary == "" {
-		o.Binary = "bin/lifeboat"
-	}
-	bin, err := filepath.Abs(o.Binary)
+	bin, err := labBinary()
 	if err != nil {
 		return err
-	}
-	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("the lab needs the lifeboat program: build it (make build) or set LIFEBOAT_BIN: %w", err)
 	}
 	o.Binary = bin
 	start := time.Now()
@@ -249,4 +242,22 @@ func waitFor(ctx context.Context, cond func() (bool, error)) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// labBinary is the lifeboat program the lab runs (its daemon, the shop's
+// artifact, the controllers): $LIFEBOAT_BIN or bin/lifeboat. This bench is
+// not it.
+func labBinary() (string, error) {
+	bin := os.Getenv("LIFEBOAT_BIN")
+	if bin == "" {
+		bin = "bin/lifeboat"
+	}
+	bin, err := filepath.Abs(bin)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("the lab needs the lifeboat program: build it (make build) or set LIFEBOAT_BIN: %w", err)
+	}
+	return bin, nil
 }

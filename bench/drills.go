@@ -64,16 +64,9 @@ func drillRows(ctx context.Context, dir string) ([]row, error) {
 func drillIn(ctx context.Context, dir, monitor, scenario string) (*drill.Report, error) {
 	o := lab.DefaultOptions()
 	o.Dir, o.Monitor = dir, monitor
-	o.Binary = os.Getenv("LIFEBOAT_BIN")
-	if o.Binary == "" {
-		o.Binary = "bin/lifeboat"
-	}
-	bin, err := filepath.Abs(o.Binary)
+	bin, err := labBinary()
 	if err != nil {
 		return nil, err
-	}
-	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("the lab needs the lifeboat program: build it (make build) or set LIFEBOAT_BIN: %w", err)
 	}
 	o.Binary = bin
 	if _, err := lab.Up(ctx, o); err != nil {

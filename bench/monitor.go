@@ -359,16 +359,9 @@ func (c *monCluster) probeCounts(since, until time.Time) (failed, total int) {
 func labAutoRound(ctx context.Context, dir string) (time.Duration, error) {
 	o := lab.DefaultOptions()
 	o.Dir, o.Monitor = dir, string(lifeboat.MonitorAutomatic)
-	o.Binary = os.Getenv("LIFEBOAT_BIN")
-	if o.Binary == "" {
-		o.Binary = "bin/lifeboat"
-	}
-	bin, err := filepath.Abs(o.Binary)
+	bin, err := labBinary()
 	if err != nil {
 		return 0, err
-	}
-	if _, err := os.Stat(bin); err != nil {
-		return 0, fmt.Errorf("the lab needs the lifeboat program: build it (make build) or set LIFEBOAT_BIN: %w", err)
 	}
 	o.Binary = bin
 	if _, err := lab.Up(ctx, o); err != nil {
@@ -377,19 +370,7 @@ func labAutoRound(ctx context.Context, dir string) (time.Duration, error) {
 	defer func() { _, _ = lab.Down(context.WithoutCancel(ctx), dir) }()
 	steady := func() bool {
 		st, err := lab.LabStatus(ctx, dir)
-		if err != nil || st.Active != "west" || len(st.Controllers) != 3 {
-			return false
-		}
-		leaders := 0
-		for _, c := range st.Controllers {
-			if !c.Published || !c.Quorum {
-				return false
-			}
-			if c.Leader {
-				leaders++
-			}
-		}
-		return leaders == 1
+		return err == nil && st.Active == "west" && st.Settled() == nil
 	}
 	deadline := time.Now().Add(time.Minute)
 	for !steady() {
