@@ -7,8 +7,9 @@ set -eu
 # Debian packages the demo and tests use: PostgreSQL 15 for the database
 # driver, the shop example and the lab (its binaries are used directly from
 # /usr/lib/postgresql/15/bin; no system cluster is needed); dig (dnsutils)
-# to check the DNS server's answers; BIND 9 for the RFC 2136 driver's tests.
-PACKAGES="postgresql-15 dnsutils bind9 dnsperf"
+# to check the DNS server's answers; BIND 9 for the RFC 2136 driver's tests;
+# Chromium to render the drill's report (and, later, the dashboard).
+PACKAGES="postgresql-15 dnsutils bind9 dnsperf chromium"
 [ $# -eq 0 ] || PACKAGES="$*"
 
 missing=""
