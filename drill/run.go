@@ -99,9 +99,6 @@ type Result struct {
 	Report *Report
 	JSON   string
 	HTML   string
-	// Visualization is porcupine's page, written only when the register
-	// check fails (not run by the lab's set workload).
-	Visualization string
 }
 
 // Run runs a drill in the lab: a load of uniquely identified orders
