@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,7 +25,7 @@ func (a *app) serveRegion(ctx context.Context, region string) error {
 	if spec.Regions.Witness != nil {
 		known = append(known, spec.Regions.Witness.Name)
 	}
-	if !contains(known, region) {
+	if !slices.Contains(known, region) {
 		return exit(exitSpec, "--region %s: %s has regions %s", region, spec.Service, strings.Join(known, ", "))
 	}
 	m := spec.Monitor.WithDefaults()
@@ -100,15 +101,6 @@ func (a *app) serveRegion(ctx context.Context, region string) error {
 		fmt.Fprintf(a.out, "active %s at epoch %d. Ctrl-C stops (hands the election over).\n", state.Active, state.Epoch)
 	}
 	return c.Run(ctx)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // keepRaftLeadership moves etcd's raft leadership to member whenever it is
