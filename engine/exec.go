@@ -51,7 +51,7 @@ type execution struct {
 }
 
 func (e *Engine) newExecution(run *lifeboat.Run, st *lifeboat.State, release func()) *execution {
-	x := &execution{e: e, run: run, st: st, release: release,
+	x := &execution{e: e, run: run, st: st, release: sync.OnceFunc(release),
 		steps:     make(map[string]*lifeboat.Step, len(run.Plan.Steps)),
 		completed: map[string]lifeboat.RecordKind{}, undone: map[string]bool{},
 		approved: map[string]bool{}, attempts: map[string]int{}, approve: map[string]bool{}}
@@ -123,6 +123,17 @@ func (x *execution) journal(ctx context.Context, step *lifeboat.Step, rec lifebo
 	return nil
 }
 
+// done ends this process's turn: the run is released before its future
+// completes, so a caller woken by the future (a resume right after an
+// interruption) finds the run free.
+func (x *execution) done(run *lifeboat.Run, err error) {
+	x.e.mu.Lock()
+	delete(x.e.local, x.run.ID)
+	x.e.mu.Unlock()
+	x.release()
+	x.fut.finish(run, err)
+}
+
 // launch runs the execution in the background.
 func (x *execution) launch(ctx context.Context, m mode) (*Future, error) {
 	if m == modeRun && (x.run.Status != lifeboat.RunRunning || x.run.Error != "") {
@@ -174,7 +185,7 @@ func (x *execution) execute(ctx context.Context, m mode) {
 		defer stopWatch()
 		ch, err := x.e.c.Store.WatchCancel(wctx, x.run.ID)
 		if err != nil {
-			x.fut.finish(x.run, fmt.Errorf("run %s: watching for cancel requests: %w; resume it with 'lifeboat resume %s'", x.run.ID, err, x.run.ID))
+			x.done(x.run, fmt.Errorf("run %s: watching for cancel requests: %w; resume it with 'lifeboat resume %s'", x.run.ID, err, x.run.ID))
 			return
 		}
 		v = x.schedule(ctx, ch)
@@ -284,7 +295,7 @@ func (x *execution) finish(ctx context.Context, v verdict) {
 		if err != nil {
 			var je *journalError
 			if errors.As(err, &je) {
-				x.fut.finish(run, fmt.Errorf("cancel of run %s stopped: %w; run 'lifeboat cancel %s' again", id, err, id))
+				x.done(run, fmt.Errorf("cancel of run %s stopped: %w; run 'lifeboat cancel %s' again", id, err, id))
 				return
 			}
 			run.Status, run.Error = lifeboat.RunFailed, summary
@@ -298,7 +309,7 @@ func (x *execution) finish(ctx context.Context, v verdict) {
 		if !errors.As(v.interrupt, &je) {
 			// The caller went away: the run stays "running" in the store,
 			// exactly as if this process had died, and resumes the same way.
-			x.fut.finish(run, fmt.Errorf("run %s interrupted: %w; it is journaled: 'lifeboat resume %s' goes on, 'lifeboat cancel %s' cleans up", id, v.interrupt, id, id))
+			x.done(run, fmt.Errorf("run %s interrupted: %w; it is journaled: 'lifeboat resume %s' goes on, 'lifeboat cancel %s' cleans up", id, v.interrupt, id, id))
 			return
 		}
 		run.Status, run.Error = lifeboat.RunFailed, v.interrupt.Error()
@@ -329,7 +340,7 @@ func (x *execution) finish(ctx context.Context, v verdict) {
 		}
 		ferr = uerr
 	}
-	x.fut.finish(run, ferr)
+	x.done(run, ferr)
 }
 
 func quoteAll(ids []string) string {
