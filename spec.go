@@ -322,8 +322,9 @@ type DriverSpec struct {
 type DNSDriver struct {
 	// Zone that holds the traffic names, e.g. shop.example.test.
 	Zone string `yaml:"zone" json:"zone" jsonschema:"required"`
-	// Listen is where the server answers, UDP and TCP, host:port.
-	Listen string `yaml:"listen" json:"listen" jsonschema:"required"`
+	// Listen is where 'lifeboat serve' (without --region) answers, UDP and
+	// TCP, host:port. Set it, or name-servers.<region>.listen, or both.
+	Listen string `yaml:"listen,omitempty" json:"listen,omitempty"`
 	// NameServers are the zone's NS records, one per region.
 	NameServers map[string]NameServer `yaml:"name-servers" json:"name-servers" jsonschema:"required"`
 	// Endpoints are the addresses the traffic names answer with when each
@@ -341,6 +342,9 @@ type NameServer struct {
 	Name string `yaml:"name" json:"name" jsonschema:"required"`
 	// Address it answers on (the glue record when the name is in the zone).
 	Address string `yaml:"address,omitempty" json:"address,omitempty"`
+	// Listen, if set, is where this region's controller ('lifeboat serve
+	// --region') serves the zone, host:port; it follows the stored state.
+	Listen string `yaml:"listen,omitempty" json:"listen,omitempty"`
 }
 
 // FrontDoorDriver is the front door: TCP listeners that forward to the
@@ -358,8 +362,13 @@ type FrontDoorDriver struct {
 
 // FrontDoorListener is one listener of the front door.
 type FrontDoorListener struct {
-	// Listen is the public address, host:port.
-	Listen string `yaml:"listen" json:"listen" jsonschema:"required"`
+	// Listen is the public address where 'lifeboat serve' (without
+	// --region) listens, host:port. Set it, or listen-in, or both.
+	Listen string `yaml:"listen,omitempty" json:"listen,omitempty"`
+	// ListenIn is where each region's controller ('lifeboat serve
+	// --region') runs this listener, by region name; each follows the
+	// stored state and fences itself when its region loses the quorum.
+	ListenIn map[string]string `yaml:"listen-in,omitempty" json:"listen-in,omitempty"`
 	// Upstreams is the host:port this listener forwards to when each
 	// region is active, by region name.
 	Upstreams map[string]string `yaml:"upstreams" json:"upstreams" jsonschema:"required"`

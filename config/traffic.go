@@ -50,7 +50,7 @@ func (c *checker) trafficDrivers(usesTraffic, agentReported bool) {
 	}
 	// agentReported: the agent driver is chosen for another kind and its
 	// missing section is already reported; one missing section, one error.
-	if hostedTraffic(ds.Traffic) && usesTraffic && ds.Agent == nil && c.ok("drivers.agent") && !agentReported {
+	if hostedTraffic(ds.Traffic) && usesTraffic && ds.Agent == nil && c.ok("drivers.agent") && !agentReported && !servedInRegionsOnly(ds) && !dnsWithoutAddress(ds) {
 		c.errorAt("drivers.traffic", false, fmt.Sprintf("the %s driver is chosen here, but drivers.agent is missing: 'lifeboat serve' hosts the %s driver and the CLI reaches it through drivers.agent.url", ds.Traffic, ds.Traffic),
 			"add drivers.agent.url with the address 'lifeboat serve' listens on, e.g. url: http://127.0.0.1:7402")
 	}
@@ -71,6 +71,58 @@ func (c *checker) trafficDrivers(usesTraffic, agentReported bool) {
 		c.warnAt("drivers."+sec.driver, true, fmt.Sprintf("drivers.%s is set but %s: it is not used", sec.driver, now),
 			fmt.Sprintf("set drivers.traffic: %s to use it, or remove drivers.%s", sec.driver, sec.driver))
 	}
+}
+
+// servedInRegionsOnly reports whether the hosted traffic driver runs only
+// in the regions' controllers (no single address for 'lifeboat serve'),
+// so no drivers.agent is needed to reach it.
+func servedInRegionsOnly(ds lifeboat.DriverSpec) bool {
+	switch ds.Traffic {
+	case trafficDNS:
+		if ds.DNS == nil || ds.DNS.Listen != "" {
+			return false
+		}
+		for _, ns := range ds.DNS.NameServers {
+			if ns.Listen != "" {
+				return true
+			}
+		}
+	case trafficFrontDoor:
+		if ds.FrontDoor == nil {
+			return false
+		}
+		in := false
+		for _, l := range ds.FrontDoor.Listeners {
+			if l.Listen != "" {
+				return false
+			}
+			in = in || len(l.ListenIn) > 0
+		}
+		return in
+	}
+	return false
+}
+
+// dnsWithoutAddress: the dns section gives no address at all, which is
+// reported once, as that; whether an agent is needed depends on the fix.
+func dnsWithoutAddress(ds lifeboat.DriverSpec) bool {
+	if ds.Traffic != trafficDNS || ds.DNS == nil || ds.DNS.Listen != "" || ds.DNS.NameServers == nil {
+		return false
+	}
+	for _, ns := range ds.DNS.NameServers {
+		if ns.Listen != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// orIP is ip, or an example address when it is empty.
+func orIP(ip string) string {
+	if ip == "" {
+		return "192.0.2.53"
+	}
+	return ip
 }
 
 // dnsServer checks the built-in DNS server's section: a zone that holds
@@ -103,6 +155,14 @@ func (c *checker) dnsServer(d *lifeboat.DNSDriver) {
 		} else {
 			c.notAgentAddress(p, d.Listen)
 		}
+	}
+	perRegion := false
+	for _, ns := range d.NameServers {
+		perRegion = perRegion || ns.Listen != ""
+	}
+	if d.Listen == "" && !perRegion && d.NameServers != nil && c.ok(at+".listen") {
+		c.errorAt(at, true, "no address to answer on: neither drivers.dns.listen nor any name-servers.<region>.listen is set",
+			"add listen: 127.0.0.1:5353 (one server, hosted by 'lifeboat serve'), or listen: under each region's name server (each region's controller, 'lifeboat serve --region', serves the zone there)")
 	}
 	c.nameServers(at+".name-servers", d, zoneOK)
 	c.endpoints(at+".endpoints", d.Endpoints, "the traffic names have nothing to answer with")
@@ -140,6 +200,11 @@ func (c *checker) nameServers(path string, d *lifeboat.DNSDriver, zoneOK bool) {
 					fmt.Sprintf("write the server's host name, e.g. name: ns-%s.%s", region, zoneOr(d.Zone, zoneOK)))
 			} else {
 				nameOK = true
+			}
+		}
+		if lp := p + ".listen"; ns.Listen != "" && c.ok(lp) {
+			if msg, hint := hostPortProblem(ns.Listen, true); msg != "" {
+				c.errorAt(lp, false, msg, hint+", e.g. listen: "+orIP(ns.Address)+":53 (where "+region+"'s controller answers, UDP and TCP)")
 			}
 		}
 		ap := p + ".address"
@@ -258,6 +323,23 @@ func (c *checker) frontDoor(f *lifeboat.FrontDoorDriver) {
 		p := lp + "." + name
 		if !c.ok(p) {
 			continue
+		}
+		if l.Listen == "" && len(l.ListenIn) == 0 && c.ok(p+".listen") && c.ok(p+".listen-in") {
+			c.errorAt(p, true, fmt.Sprintf("listener %s has no address: neither listen nor listen-in is set", name),
+				"add listen: 127.0.0.1:8080 (hosted by 'lifeboat serve'), or listen-in: {<region>: host:port} (each region's controller, 'lifeboat serve --region', runs it there)")
+		}
+		for _, region := range lifeboat.SortedKeys(l.ListenIn) {
+			rp := p + ".listen-in." + region
+			if !c.ok(rp) {
+				continue
+			}
+			if c.s.RoleOf(region) == "" {
+				c.errorAt(rp, true, fmt.Sprintf("%q is not a region of this service", region), regionHint(region, c.regionNames(true)))
+				continue
+			}
+			if msg, hint := hostPortProblem(l.ListenIn[region], true); msg != "" {
+				c.errorAt(rp, false, msg, hint+", e.g. "+region+": 127.0.0.1:8080")
+			}
 		}
 		if l.Listen != "" && c.ok(p+".listen") {
 			if msg, hint := hostPortProblem(l.Listen, true); msg != "" {

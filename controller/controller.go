@@ -352,6 +352,25 @@ func (c *Controller) Status() Status {
 	return s
 }
 
+// Views are this controller's own observer's current views, one per region.
+func (c *Controller) Views() []monitor.View {
+	c.mu.Lock()
+	obs := c.obs
+	c.mu.Unlock()
+	if obs == nil {
+		return nil
+	}
+	return obs.Views()
+}
+
+// LastState is the state this controller read last (nil before the first
+// read): what the traffic it hosts follows.
+func (c *Controller) LastState() *lifeboat.State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
 // Results are the kept probe results of every target this controller's
 // observer probes.
 func (c *Controller) Results() []monitor.ProbeResult {

@@ -70,13 +70,16 @@ func FromSpec(s *lifeboat.Spec, st *lifeboat.State) (lifeboat.Drivers, error) {
 		}
 	}
 
+	// Traffic served by the regions' controllers, with no 'lifeboat serve'
+	// to reach: every copy follows the stored state.
+	routed := (choice["traffic"] == DNS || choice["traffic"] == FrontDoor) && ServedInRegions(s) && (ds.Agent == nil || ds.Agent.URL == "")
 	usesScript, usesFake, usesAgent := false, false, false
-	for _, name := range choice {
+	for kind, name := range choice {
 		usesScript = usesScript || name == Script
 		usesFake = usesFake || name == Fake
 		// The hosted traffic drivers live in 'lifeboat serve': reach them
 		// through its agent.
-		usesAgent = usesAgent || name == Agent || name == DNS || name == FrontDoor
+		usesAgent = usesAgent || name == Agent || (name == DNS || name == FrontDoor) && !(kind == "traffic" && routed)
 	}
 	var remote lifeboat.Drivers
 	if usesAgent {
@@ -118,7 +121,12 @@ func FromSpec(s *lifeboat.Spec, st *lifeboat.State) (lifeboat.Drivers, error) {
 			return sd.Drivers()
 		case Fake:
 			return world.Drivers()
-		case Agent, DNS, FrontDoor:
+		case DNS, FrontDoor:
+			if routed {
+				return lifeboat.Drivers{Traffic: &Routed{}}
+			}
+			return remote
+		case Agent:
 			return remote
 		case RFC2136:
 			return lifeboat.Drivers{Traffic: dnsUpdates}

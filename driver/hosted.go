@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat"
@@ -33,6 +34,15 @@ type Hosted struct {
 	// Lease is how long the front door routes without Renew (0 for DNS,
 	// which has no lease).
 	Lease time.Duration
+
+	mu      sync.Mutex
+	applied map[string]appliedRoute // by traffic resource: what this host routes now
+}
+
+// appliedRoute is where a hosted driver routes one traffic resource.
+type appliedRoute struct {
+	region string
+	epoch  uint64
 }
 
 // HostsTraffic reports whether the spec's traffic driver is one a
@@ -46,22 +56,115 @@ func HostsTraffic(s *lifeboat.Spec) bool {
 // st (the stored state) says each name points: a restarted host answers
 // as the control plane left the service, not as the spec first had it.
 func Host(ctx context.Context, s *lifeboat.Spec, st *lifeboat.State, log *slog.Logger) (*Hosted, error) {
+	at := hostAt{dnsPath: "drivers.dns.listen", listeners: map[string]string{}}
+	switch s.Drivers.Traffic {
+	case DNS:
+		if s.Drivers.DNS != nil {
+			at.dns = s.Drivers.DNS.Listen
+		}
+		if at.dns == "" {
+			return nil, errors.New("drivers.dns.listen is not set, so 'lifeboat serve' has no address to answer on: set it, or run the regions' controllers ('lifeboat serve --region R'), which serve at name-servers.<region>.listen")
+		}
+	case FrontDoor:
+		if s.Drivers.FrontDoor != nil {
+			for name, l := range s.Drivers.FrontDoor.Listeners {
+				if l.Listen != "" {
+					at.listeners[name] = l.Listen
+				}
+			}
+		}
+		if len(at.listeners) == 0 {
+			return nil, errors.New("no listener of drivers.frontdoor has listen set, so 'lifeboat serve' has nothing to listen on: set it, or run the regions' controllers ('lifeboat serve --region R'), which listen at listen-in.<region>")
+		}
+	}
+	return host(ctx, s, st, at, log)
+}
+
+// HostIn builds, starts and routes the traffic driver that region's
+// controller runs: the DNS server at drivers.dns.name-servers.<region>.listen,
+// or the front door listeners that have listen-in.<region>. It returns nil
+// (and no error) when the spec gives region nothing to host.
+func HostIn(ctx context.Context, s *lifeboat.Spec, region string, st *lifeboat.State, log *slog.Logger) (*Hosted, error) {
+	at := hostAt{dnsPath: "drivers.dns.name-servers." + region + ".listen", listeners: map[string]string{}}
+	switch s.Drivers.Traffic {
+	case DNS:
+		if s.Drivers.DNS == nil || s.Drivers.DNS.NameServers[region].Listen == "" {
+			return nil, nil
+		}
+		at.dns = s.Drivers.DNS.NameServers[region].Listen
+	case FrontDoor:
+		if s.Drivers.FrontDoor == nil {
+			return nil, nil
+		}
+		for name, l := range s.Drivers.FrontDoor.Listeners {
+			if a := l.ListenIn[region]; a != "" {
+				at.listeners[name] = a
+			}
+		}
+		if len(at.listeners) == 0 {
+			return nil, nil
+		}
+		// The controller renews it while its quorum lease is alive (renewed
+		// within half the lease); capped at half the quorum lease, the
+		// front door stops routing before the lease expires and the
+		// majority side may promote.
+		at.maxLease = s.Monitor.WithDefaults().Lease.D() / 2
+	default:
+		return nil, nil
+	}
+	return host(ctx, s, st, at, log)
+}
+
+// ServedInRegions reports whether the spec has its DNS servers or front
+// door listeners run by the regions' controllers (name-servers.<r>.listen,
+// listen-in): then every copy follows the stored state.
+func ServedInRegions(s *lifeboat.Spec) bool {
+	switch s.Drivers.Traffic {
+	case DNS:
+		if s.Drivers.DNS != nil {
+			for _, ns := range s.Drivers.DNS.NameServers {
+				if ns.Listen != "" {
+					return true
+				}
+			}
+		}
+	case FrontDoor:
+		if s.Drivers.FrontDoor != nil {
+			for _, l := range s.Drivers.FrontDoor.Listeners {
+				if len(l.ListenIn) > 0 {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// hostAt is where one host of the traffic driver listens.
+type hostAt struct {
+	dns, dnsPath string
+	listeners    map[string]string // front door listener name → listen address
+	// maxLease caps the front door's lease (0: no cap).
+	maxLease time.Duration
+}
+
+func host(ctx context.Context, s *lifeboat.Spec, st *lifeboat.State, at hostAt, log *slog.Logger) (*Hosted, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	h := &Hosted{}
+	h := &Hosted{applied: map[string]appliedRoute{}}
 	switch s.Drivers.Traffic {
 	case DNS:
-		srv, err := dnsFromSpec(s, st, log)
+		srv, err := dnsFromSpec(s, at.dns, log)
 		if err != nil {
 			return nil, err
 		}
 		if err := srv.Start(); err != nil {
-			return nil, fmt.Errorf("drivers.dns.listen: %w (is another DNS server using %s?)", err, s.Drivers.DNS.Listen)
+			return nil, fmt.Errorf("%s: %w (is another DNS server using %s?)", at.dnsPath, err, at.dns)
 		}
 		h.DNS, h.Traffic = srv, srv
 	case FrontDoor:
-		fd, err := frontDoorFromSpec(s, log)
+		fd, err := frontDoorFromSpec(s, at.listeners, at.maxLease, log)
 		if err != nil {
 			return nil, err
 		}
@@ -81,24 +184,110 @@ func Host(ctx context.Context, s *lifeboat.Spec, st *lifeboat.State, log *slog.L
 
 // restore routes every traffic name where the state says it points.
 func (h *Hosted) restore(ctx context.Context, s *lifeboat.Spec, st *lifeboat.State) error {
+	_, err := h.Follow(ctx, s, st)
+	return err
+}
+
+// Follow routes every traffic name whose stored route is newer than the
+// one this host applied (a name never routed goes where the state says,
+// or to the primary). It returns the resources it switched. A host only
+// moves forward: a switch made here at a newer epoch than the state
+// records yet is kept.
+func (h *Hosted) Follow(ctx context.Context, s *lifeboat.Spec, st *lifeboat.State) ([]string, error) {
+	var moved []string
 	for _, un := range lifeboat.SortedKeys(s.Units) {
 		u := s.Units[un]
 		for _, cn := range lifeboat.SortedKeys(u.Traffic) {
 			name := lifeboat.TrafficName(s.Service, un, cn)
-			region, epoch := s.Regions.Primary.Name, uint64(0)
+			want := appliedRoute{region: s.Regions.Primary.Name}
 			if st != nil {
 				if r, ok := st.Resources[name]; ok && r.Routes != "" {
-					region, epoch = r.Routes, r.Epoch
+					want = appliedRoute{region: r.Routes, epoch: r.Epoch}
 				}
 			}
-			t := lifeboat.Target{Service: s.Service, Unit: un, Component: cn, Region: region, Resource: name, Epoch: epoch}
-			if err := h.Traffic.Switch(ctx, t, u.Traffic[cn].Names); err != nil {
-				return fmt.Errorf("routing %s to %s as the stored state says: %w", name, region, err)
+			h.mu.Lock()
+			have, ok := h.applied[name]
+			h.mu.Unlock()
+			if ok && (want.epoch < have.epoch || want == have) {
+				continue
+			}
+			t := lifeboat.Target{Service: s.Service, Unit: un, Component: cn, Region: want.region, Resource: name, Epoch: want.epoch}
+			if err := h.switchTo(ctx, t, u.Traffic[cn].Names); err != nil {
+				return moved, fmt.Errorf("routing %s to %s as the stored state says: %w", name, want.region, err)
+			}
+			moved = append(moved, name)
+		}
+	}
+	return moved, nil
+}
+
+// switchTo switches the hosted driver and remembers the route.
+func (h *Hosted) switchTo(ctx context.Context, t lifeboat.Target, names []string) error {
+	if err := h.Traffic.Switch(ctx, t, names); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	if h.applied == nil {
+		h.applied = map[string]appliedRoute{}
+	}
+	if a := (appliedRoute{region: t.Region, epoch: t.Epoch}); a.epoch >= h.applied[t.Resource].epoch {
+		h.applied[t.Resource] = a
+	}
+	h.mu.Unlock()
+	return nil
+}
+
+// SetRegionHealth marks the DNS endpoints of region healthy or not, for
+// every traffic name: the DNS server answers only healthy endpoints, and
+// keeps its last good answer when none is. The front door has no
+// per-endpoint health.
+func (h *Hosted) SetRegionHealth(s *lifeboat.Spec, region string, healthy bool) {
+	if h.DNS == nil || s.Drivers.DNS == nil {
+		return
+	}
+	for _, a := range s.Drivers.DNS.Endpoints[region] {
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			continue
+		}
+		for _, u := range s.Units {
+			for _, tr := range u.Traffic {
+				for _, name := range tr.Names {
+					h.DNS.SetHealth(name, region, ip, healthy)
+				}
 			}
 		}
 	}
-	return nil
 }
+
+// Routed is the traffic driver of a spec whose DNS servers or front doors
+// run in the regions' controllers: each copy follows the stored state, so
+// a switch is done when the plan records it. Local, if set, is the copy in
+// this process: it switches at once, and answers Status.
+type Routed struct {
+	Local *Hosted
+}
+
+// Switch switches the local copy, if any; the others follow the state the
+// plan records after this step.
+func (r *Routed) Switch(ctx context.Context, t lifeboat.Target, names []string) error {
+	if r.Local == nil {
+		return nil
+	}
+	return r.Local.switchTo(ctx, t, names)
+}
+
+// Status is the local copy's route; without one it cannot be known here.
+func (r *Routed) Status(ctx context.Context, t lifeboat.Target, names []string) (lifeboat.Route, error) {
+	if r.Local == nil {
+		return lifeboat.Route{}, fmt.Errorf("the %s copies run in the regions' controllers and follow the stored state; this process hosts none: %w", t.Resource, errors.ErrUnsupported)
+	}
+	return r.Local.Traffic.Status(ctx, t, names)
+}
+
+// Driver is the hosted driver as an agent serves it: a switch through it
+// is remembered, so Keep does not make it again.
+func (h *Hosted) Driver() lifeboat.TrafficDriver { return &Routed{Local: h} }
 
 // Renew tells the front door the control plane is reachable, for another
 // lease. The DNS server has no lease.
@@ -108,15 +297,17 @@ func (h *Hosted) Renew(epoch uint64) {
 	}
 }
 
-// KeepLease renews the front door's lease every third of it for as long
-// as the state store can be read: that is contact with the control plane.
-// When the store stops answering the lease runs out and the front door
-// fences itself. It returns when ctx ends; a DNS server has no lease.
-func (h *Hosted) KeepLease(ctx context.Context, st lifeboat.Store, log *slog.Logger) {
-	if h.Lease <= 0 {
-		return
+// Keep reads the state store every third of the front door's lease (every
+// second for DNS), renews the lease while the store answers (that is
+// contact with the control plane) and routes as the stored state says, so
+// a switch made by any process reaches this host. When the store stops
+// answering, the lease runs out and the front door fences itself. It
+// returns when ctx ends.
+func (h *Hosted) Keep(ctx context.Context, s *lifeboat.Spec, st lifeboat.Store, log *slog.Logger) {
+	every := time.Second
+	if h.Lease > 0 {
+		every = h.Lease / 3
 	}
-	every := h.Lease / 3
 	t := time.NewTicker(every)
 	defer t.Stop()
 	var lost time.Time
@@ -141,7 +332,11 @@ func (h *Hosted) KeepLease(ctx context.Context, st lifeboat.Store, log *slog.Log
 		if err != nil {
 			if lost.IsZero() && ctx.Err() == nil {
 				lost = time.Now()
-				log.Warn("cannot read the state store; the front door fences itself when its lease runs out unless contact returns", "lease", h.Lease, "err", err)
+				if h.Lease > 0 {
+					log.Warn("cannot read the state store; the front door fences itself when its lease runs out unless contact returns", "lease", h.Lease, "err", err)
+				} else {
+					log.Warn("cannot read the state store; the DNS server answers as it did until contact returns", "err", err)
+				}
 			}
 			continue
 		}
@@ -150,6 +345,11 @@ func (h *Hosted) KeepLease(ctx context.Context, st lifeboat.Store, log *slog.Log
 			lost = time.Time{}
 		}
 		h.Renew(state.Epoch)
+		if moved, err := h.Follow(ctx, s, state); err != nil {
+			log.Warn("following the stored route", "err", err)
+		} else if len(moved) > 0 {
+			log.Info("routes follow the stored state", "moved", moved, "epoch", state.Epoch)
+		}
 	}
 }
 
@@ -184,13 +384,13 @@ func (h *Hosted) Close() error {
 // the spec answers with drivers.dns.endpoints of its region, with its
 // component's TTL. Endpoints start healthy: until a monitor reports on
 // them, the server answers as the spec says.
-func dnsFromSpec(s *lifeboat.Spec, st *lifeboat.State, log *slog.Logger) (*dns.Server, error) {
+func dnsFromSpec(s *lifeboat.Spec, listen string, log *slog.Logger) (*dns.Server, error) {
 	d := s.Drivers.DNS
 	if d == nil {
 		return nil, errors.New("drivers.traffic is dns but drivers.dns is missing: add zone, listen, name-servers and endpoints")
 	}
 	c := dns.DefaultConfig()
-	c.Zone, c.Listen, c.Log = d.Zone, d.Listen, log
+	c.Zone, c.Listen, c.Log = d.Zone, listen, log
 	regions := lifeboat.SortedKeys(d.NameServers)
 	sort.SliceStable(regions, func(i, j int) bool { return regionRank(s, regions[i]) < regionRank(s, regions[j]) })
 	for _, region := range regions {
@@ -248,8 +448,9 @@ func regionRank(s *lifeboat.Spec, region string) int {
 	return 2
 }
 
-// frontDoorFromSpec builds the front door of drivers.frontdoor.
-func frontDoorFromSpec(s *lifeboat.Spec, log *slog.Logger) (*frontdoor.FrontDoor, error) {
+// frontDoorFromSpec builds the front door of drivers.frontdoor, with the
+// listeners of listen (name → address).
+func frontDoorFromSpec(s *lifeboat.Spec, listen map[string]string, maxLease time.Duration, log *slog.Logger) (*frontdoor.FrontDoor, error) {
 	d := s.Drivers.FrontDoor
 	if d == nil {
 		return nil, errors.New("drivers.traffic is frontdoor but drivers.frontdoor is missing: add listeners {<name>: {listen, upstreams {<region>: host:port}}}")
@@ -259,11 +460,14 @@ func frontDoorFromSpec(s *lifeboat.Spec, log *slog.Logger) (*frontdoor.FrontDoor
 	if d.Lease > 0 {
 		c.Lease = d.Lease.D()
 	}
+	if maxLease > 0 && c.Lease > maxLease {
+		c.Lease = maxLease
+	}
 	if d.HoldTimeout > 0 {
 		c.HoldTimeout = d.HoldTimeout.D()
 	}
-	for name, l := range d.Listeners {
-		c.Listeners[name] = frontdoor.ListenerConfig{Listen: l.Listen, Upstreams: l.Upstreams}
+	for name, addr := range listen {
+		c.Listeners[name] = frontdoor.ListenerConfig{Listen: addr, Upstreams: d.Listeners[name].Upstreams}
 	}
 	fd, err := frontdoor.New(c)
 	if err != nil {

@@ -302,9 +302,9 @@ func (d *daemon) start(ctx context.Context, stops *[]func()) error {
 	*stops = append(*stops, func() { _ = d.traffic.Close() })
 	leaseCtx, stopLease := context.WithCancel(context.WithoutCancel(ctx))
 	*stops = append(*stops, stopLease)
-	go d.traffic.KeepLease(leaseCtx, d.store, d.log)
+	go d.traffic.Keep(leaseCtx, spec, d.store, d.log)
 
-	h := agent.Handler(lifeboat.Drivers{Compute: d.proc, Database: d.pg, Traffic: d.traffic.Traffic})
+	h := agent.Handler(lifeboat.Drivers{Compute: d.proc, Database: d.pg, Traffic: d.traffic.Driver()})
 	d.agent.Store(&h)
 
 	// Ready when the standby streams: the lab can fail over from here.

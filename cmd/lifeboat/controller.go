@@ -83,6 +83,16 @@ func (a *app) serveRegion(ctx context.Context, region string) error {
 	if err != nil {
 		return exit(exitSpec, "drivers: %v", err)
 	}
+	// This region's DNS server or front door listeners, if the spec puts
+	// some here: they follow the stored state.
+	hosted, err := driver.HostIn(ctx, spec, region, state, log)
+	if err != nil {
+		return exit(exitFailed, "%v", err)
+	}
+	if hosted != nil {
+		defer hosted.Close()
+		drivers.Traffic = &driver.Routed{Local: hosted}
+	}
 	ready := func(ctx context.Context) []monitor.Check {
 		state, err := st.State(ctx)
 		if err != nil {
@@ -98,9 +108,65 @@ func (a *app) serveRegion(ctx context.Context, region string) error {
 		targets, _ := controller.Targets(spec, state.Active)
 		fmt.Fprintf(a.out, "%s: %s's controller for %s · mode %s · %d target(s) probed every %s, down after %d failures · lease %s\n",
 			a.paint(bold, "lifeboat serve"), region, spec.Service, m.Mode, len(targets), lifeboat.FormatDuration(m.Interval.D()), m.Failures, lifeboat.FormatDuration(m.Lease.D()))
+		if hosted != nil {
+			fmt.Fprintf(a.out, "serving %s traffic here, routed as the stored state says:\n", spec.Drivers.Traffic)
+			for _, addr := range hosted.Addrs() {
+				fmt.Fprintf(a.out, "  %s\n", addr)
+			}
+			if hosted.Lease > 0 {
+				fmt.Fprintf(a.out, "  lease %s, renewed while this region holds the quorum\n", lifeboat.FormatDuration(hosted.Lease))
+			}
+		}
 		fmt.Fprintf(a.out, "active %s at epoch %d. Ctrl-C stops (hands the election over).\n", state.Active, state.Epoch)
 	}
+	if hosted != nil {
+		go followRoutes(ctx, spec, hosted, c, quorum, m.Interval.D(), log)
+	}
 	return c.Run(ctx)
+}
+
+// followRoutes keeps the traffic this region hosts in step with the
+// control plane, every tick: routes as the state the controller last read
+// says; DNS endpoints healthy as this region's observer sees their
+// regions; the front door's lease renewed while the region holds the
+// quorum, so a region cut off from the majority stops routing on its own.
+func followRoutes(ctx context.Context, spec *lifeboat.Spec, h *driver.Hosted, c *controller.Controller, q *store.Quorum, tick time.Duration, log *slog.Logger) {
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	quorum := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st := c.LastState()
+		if st == nil {
+			continue
+		}
+		if moved, err := h.Follow(ctx, spec, st); err != nil {
+			log.Warn("following the stored route", "err", err)
+		} else if len(moved) > 0 {
+			log.Info("routes follow the stored state", "moved", moved, "active", st.Active, "epoch", st.Epoch)
+		}
+		for _, v := range c.Views() {
+			if v.Region != "" {
+				h.SetRegionHealth(spec, v.Region, !v.Failing)
+			}
+		}
+		alive := q.Alive(time.Now())
+		if alive {
+			h.Renew(st.Epoch)
+		}
+		if h.Lease > 0 && alive != quorum {
+			if alive {
+				log.Info("quorum back: the front door's lease is renewed again")
+			} else {
+				log.Warn("no quorum: the front door's lease is not renewed; it stops routing when the lease runs out", "lease", h.Lease)
+			}
+		}
+		quorum = alive
+	}
 }
 
 // keepRaftLeadership moves etcd's raft leadership to member whenever it is

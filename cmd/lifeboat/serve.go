@@ -87,7 +87,7 @@ func (a *app) serve(ctx context.Context) error {
 	}
 	defer h.Close()
 
-	srv := &http.Server{Handler: agent.Handler(lifeboat.Drivers{Traffic: h.Traffic}), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: agent.Handler(lifeboat.Drivers{Traffic: h.Driver()}), ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	defer srv.Close()
@@ -106,9 +106,7 @@ func (a *app) serve(ctx context.Context) error {
 		_ = a.printJSON(map[string]any{"serving": h.Addrs(), "agent": spec.Drivers.Agent.URL, "epoch": s.state.Epoch})
 	}
 
-	if h.Lease > 0 {
-		go h.KeepLease(ctx, s.store, log)
-	}
+	go h.Keep(ctx, s.spec, s.store, log)
 	select {
 	case <-ctx.Done():
 		log.Info("stopping")
