@@ -1,0 +1,259 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// These tests run one 'lifeboat serve --region R' process per region, as
+// a user would: each embeds its region's etcd member and serves its
+// region's copy of the traffic driver, which follows the stored state.
+
+const regionsSpec = `service: shop
+regions:
+  primary: {name: west}
+  secondary: {name: east}
+  witness: {name: central}
+objectives: {rto: 1m, rpo: 5s}
+units:
+  storefront:
+    compute:
+      web:
+        recipe: {artifact: ./shop, command: [./shop]}
+        standby: warm
+        instances: {primary: 2, secondary: 2}
+    traffic:
+      www:
+        names: [www.shop.example.test]
+        ttl: 5s
+        target: web
+monitor:
+  mode: manual
+  lease: 2s
+store:
+  members:
+    west: {peer: %s, client: %s}
+    east: {peer: %s, client: %s}
+    central: {peer: %s, client: %s}
+drivers:
+  default: fake
+%s`
+
+// writeRegionsSpec writes regionsSpec with fresh member addresses and the
+// traffic section given.
+func writeRegionsSpec(t *testing.T, dir, traffic string) {
+	t.Helper()
+	var addrs []any
+	for range 6 {
+		addrs = append(addrs, freeAddr(t))
+	}
+	spec := fmt.Sprintf(regionsSpec, append(addrs, traffic)...)
+	if err := os.WriteFile(filepath.Join(dir, "lifeboat.yaml"), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, dir, "validate")
+}
+
+// regionProcess is one running 'lifeboat serve --region'.
+type regionProcess struct {
+	log    string
+	stop   func()
+	exited chan struct{}
+}
+
+// startRegions starts the controllers of regions together (their members
+// need a majority to start) and waits until each has said it serves.
+func startRegions(t *testing.T, dir string, regions ...string) map[string]*regionProcess {
+	t.Helper()
+	out := map[string]*regionProcess{}
+	for _, region := range regions {
+		out[region] = startRegion(t, dir, region)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for _, region := range regions {
+		p := out[region]
+		for {
+			b, _ := os.ReadFile(p.log)
+			if strings.Contains(string(b), "Ctrl-C stops") {
+				break
+			}
+			select {
+			case <-p.exited:
+				t.Fatalf("serve --region %s exited before it served:\n%s", region, b)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("serve --region %s did not start within 90 s:\n%s", region, b)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return out
+}
+
+func startRegion(t *testing.T, dir, region string) *regionProcess {
+	t.Helper()
+	cmd := exec.Command(binary, "serve", "--region", region)
+	cmd.Dir = dir
+	logf, err := os.Create(filepath.Join(dir, fmt.Sprintf("serve-%s-%d.log", region, time.Now().UnixNano())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &regionProcess{log: logf.Name(), exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); logf.Close(); close(p.exited) }()
+	p.stop = func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-p.exited
+		}
+	}
+	t.Cleanup(p.stop)
+	return p
+}
+
+// eventually waits up to a minute for cond, then fails with what it last said.
+func eventually(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ok, last := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within a minute (last: %s)", what, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// answers asks a DNS server for name's A records, "" with the error on
+// failure (a server not up yet).
+func answers(server, name string) string {
+	var out []string
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), dns.TypeA)
+	r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(m, server)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			out = append(out, a.A.String())
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+func TestServeRegionsEachServeTheZoneAndFollowAFailover(t *testing.T) {
+	dir := t.TempDir()
+	ns := map[string]string{"west": freeAddr(t), "east": freeAddr(t), "central": freeAddr(t)}
+	writeRegionsSpec(t, dir, fmt.Sprintf(`  traffic: dns
+  dns:
+    zone: shop.example.test
+    name-servers:
+      west: {name: ns-west.shop.example.test, address: 127.0.0.1, listen: %s}
+      east: {name: ns-east.shop.example.test, address: 127.0.0.1, listen: %s}
+      central: {name: ns-central.shop.example.test, address: 127.0.0.1, listen: %s}
+    endpoints:
+      west: [127.0.1.1]
+      east: [127.0.2.1]
+`, ns["west"], ns["east"], ns["central"]))
+
+	procs := startRegions(t, dir, "west", "east", "central")
+	for region, addr := range ns {
+		if got := answers(addr, "www.shop.example.test"); got != "127.0.1.1" {
+			t.Fatalf("%s's DNS server answers www with %q before any failover; want west's 127.0.1.1", region, got)
+		}
+	}
+
+	// A failover made from the CLI, which hosts nothing: the plan records
+	// the route, and every region's server follows the stored state.
+	mustRun(t, dir, "failover", "--yes")
+	for region, addr := range ns {
+		eventually(t, region+"'s DNS server answers east after the failover", func() (bool, string) {
+			got := answers(addr, "www.shop.example.test")
+			return got == "127.0.2.1", got
+		})
+	}
+	st := mustRun(t, dir, "status")
+	if !strings.Contains(st.stdout, "east") {
+		t.Errorf("status after the failover does not show east:\n%s", st.stdout)
+	}
+
+	// A restarted controller answers as the store says from its start.
+	procs["central"].stop()
+	startRegions(t, dir, "central")
+	if got := answers(ns["central"], "www.shop.example.test"); got != "127.0.2.1" {
+		t.Fatalf("central's restarted DNS server answers %q; want east's 127.0.2.1 (the stored route)", got)
+	}
+}
+
+func TestServeRegionFrontDoorStopsRoutingWithoutTheQuorum(t *testing.T) {
+	dir := t.TempDir()
+	westUp, eastUp := echoServer(t, "west"), echoServer(t, "east")
+	doors := map[string]string{"west": freeAddr(t), "east": freeAddr(t)}
+	writeRegionsSpec(t, dir, fmt.Sprintf(`  traffic: frontdoor
+  frontdoor:
+    listeners:
+      http:
+        listen-in: {west: %s, east: %s}
+        upstreams: {west: %s, east: %s}
+`, doors["west"], doors["east"], westUp, eastUp))
+
+	procs := startRegions(t, dir, "west", "east", "central")
+	for region, addr := range doors {
+		eventually(t, region+"'s front door routes to west", func() (bool, string) {
+			got, err := dialRoundTrip(addr, "hello")
+			return err == nil && got == "west:hello", fmt.Sprint(got, err)
+		})
+	}
+
+	// West alone has no majority: its lease is not renewed, so its front
+	// door fences itself and stops routing, while nobody fails over
+	// (manual mode).
+	procs["east"].stop()
+	procs["central"].stop()
+	eventually(t, "west's front door stops routing without the quorum", func() (bool, string) {
+		got, err := dialRoundTrip(doors["west"], "hello")
+		return err != nil, fmt.Sprint(got, err)
+	})
+	b, _ := os.ReadFile(procs["west"].log)
+	if !strings.Contains(string(b), "no quorum: the front door's lease is not renewed") {
+		t.Errorf("west's log does not say why its front door stopped:\n%s", b)
+	}
+
+	// The quorum back: west routes again.
+	startRegions(t, dir, "east", "central")
+	eventually(t, "west's front door routes again with the quorum back", func() (bool, string) {
+		got, err := dialRoundTrip(doors["west"], "hello")
+		return err == nil && got == "west:hello", fmt.Sprint(got, err)
+	})
+}
+
+// dialRoundTrip opens a connection to addr and sends one line.
+func dialRoundTrip(addr, line string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return roundTrip(c, bufio.NewReader(c), line)
+}
