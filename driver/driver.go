@@ -123,7 +123,7 @@ func FromSpec(s *lifeboat.Spec, st *lifeboat.State) (lifeboat.Drivers, error) {
 			return world.Drivers()
 		case DNS, FrontDoor:
 			if routed {
-				return lifeboat.Drivers{Traffic: &Routed{}}
+				return lifeboat.Drivers{Traffic: &Routed{Spec: s}}
 			}
 			return remote
 		case Agent:

@@ -263,9 +263,11 @@ func (h *Hosted) SetRegionHealth(s *lifeboat.Spec, region string, healthy bool) 
 // Routed is the traffic driver of a spec whose DNS servers or front doors
 // run in the regions' controllers: each copy follows the stored state, so
 // a switch is done when the plan records it. Local, if set, is the copy in
-// this process: it switches at once, and answers Status.
+// this process: it switches at once, and answers Status. Without one,
+// Status asks the regions' DNS servers over the wire (Spec's name-servers).
 type Routed struct {
 	Local *Hosted
+	Spec  *lifeboat.Spec
 }
 
 // Switch switches the local copy, if any; the others follow the state the
@@ -277,12 +279,28 @@ func (r *Routed) Switch(ctx context.Context, t lifeboat.Target, names []string) 
 	return r.Local.switchTo(ctx, t, names)
 }
 
-// Status is the local copy's route; without one it cannot be known here.
+// Status is the local copy's route or, for DNS, the first region's server
+// that answers (the primary's first).
 func (r *Routed) Status(ctx context.Context, t lifeboat.Target, names []string) (lifeboat.Route, error) {
-	if r.Local == nil {
-		return lifeboat.Route{}, fmt.Errorf("the %s copies run in the regions' controllers and follow the stored state; this process hosts none: %w", t.Resource, errors.ErrUnsupported)
+	if r.Local != nil {
+		return r.Local.Traffic.Status(ctx, t, names)
 	}
-	return r.Local.Traffic.Status(ctx, t, names)
+	if s := r.Spec; s != nil && s.Drivers.Traffic == DNS && s.Drivers.DNS != nil {
+		regions := lifeboat.SortedKeys(s.Drivers.DNS.NameServers)
+		sort.SliceStable(regions, func(i, j int) bool { return regionRank(s, regions[i]) < regionRank(s, regions[j]) })
+		var errs []error
+		for _, region := range regions {
+			if addr := s.Drivers.DNS.NameServers[region].Listen; addr != "" {
+				rt, err := dns.Ask(ctx, addr, t, names)
+				if err == nil {
+					return rt, nil
+				}
+				errs = append(errs, fmt.Errorf("%s's server: %w", region, err))
+			}
+		}
+		return lifeboat.Route{}, errors.Join(errs...)
+	}
+	return lifeboat.Route{}, fmt.Errorf("the front door runs in the regions' controllers, and this process cannot ask them where %s routes: %w", t.Resource, errors.ErrUnsupported)
 }
 
 // Driver is the hosted driver as an agent serves it: a switch through it

@@ -91,7 +91,7 @@ func (a *app) serveRegion(ctx context.Context, region string) error {
 	}
 	if hosted != nil {
 		defer hosted.Close()
-		drivers.Traffic = &driver.Routed{Local: hosted}
+		drivers.Traffic = &driver.Routed{Local: hosted, Spec: spec}
 	}
 	ready := func(ctx context.Context) []monitor.Check {
 		state, err := st.State(ctx)
