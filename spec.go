@@ -234,35 +234,103 @@ type Traffic struct {
 	Target string `yaml:"target" json:"target" jsonschema:"required"`
 }
 
-// Tenants: a management catalog, pools and tiers (seed 004). Parsed and
-// validated now; used by the tenant package later.
+// Tenants: a management catalog, pools and tiers (seed 004). Each tenant
+// has its own database (or schema) in one pool; its tier picks the pool and
+// how it is recovered when its pool's region is lost.
 type Tenants struct {
-	// Catalog is the database ("unit.component") that records where each
-	// tenant lives.
+	// Catalog is the geo-replicated database ("unit.component") that
+	// records where each tenant lives; it fails over first.
 	Catalog string          `yaml:"catalog" json:"catalog" jsonschema:"required"`
 	Pools   map[string]Pool `yaml:"pools" json:"pools" jsonschema:"required"`
 	Tiers   map[string]Tier `yaml:"tiers" json:"tiers" jsonschema:"required"`
+	// Batch is how many tenants are made available or failed back
+	// together; default 20 (seed 004: batches of at least 20).
+	Batch int `yaml:"batch,omitempty" json:"batch,omitempty" jsonschema:"minimum=1"`
+	// Concurrency is how many batches, or geo-restores, run at once;
+	// default 4.
+	Concurrency int `yaml:"concurrency,omitempty" json:"concurrency,omitempty" jsonschema:"minimum=1"`
+	// Gate is the PostgreSQL-protocol front door for tenants: it routes
+	// each connection to its tenant's pool by the startup message's
+	// database, and a connection to a tenant waiting for recovery moves
+	// it to the head of the queue.
+	Gate *TenantGate `yaml:"gate,omitempty" json:"gate,omitempty"`
 }
 
-// Pool is a set of tenant databases sharing resources.
+// TenantGate is where the tenants' PostgreSQL front door listens.
+type TenantGate struct {
+	// Listen is host:port.
+	Listen string `yaml:"listen" json:"listen" jsonschema:"required"`
+	// Wait bounds how long a connection is held while its tenant is
+	// recovered; then it gets a clear error. Default 30s.
+	Wait Duration `yaml:"wait,omitempty" json:"wait,omitempty"`
+}
+
+// Pool is a set of tenant databases sharing one PostgreSQL cluster: the
+// database component ("unit.component") that hosts it. The component's
+// dr-mode says how the pool itself survives a region: geo-replica (a
+// standby pool in the other region, promoted) or backup (no standby: the
+// pool is created again in the other region and its tenants geo-restored
+// one by one from their own backups).
 type Pool struct {
 	// Database is the database component ("unit.component") that hosts the pool.
 	Database string `yaml:"database" json:"database" jsonschema:"required"`
 	// Region the pool's primary lives in (primary or secondary region name);
 	// default the primary region.
 	Region string `yaml:"region,omitempty" json:"region,omitempty"`
+	// Isolation: a database per tenant (default), or a schema per tenant
+	// in one database, for large tenant counts.
+	Isolation TenantIsolation `yaml:"isolation,omitempty" json:"isolation,omitempty" jsonschema:"enum=database,enum=schema"`
+	// Capacity is how many connections the gate lets through to the pool
+	// at once. A failover raises a geo-replica pool's standby from Standby
+	// to Active (seed 004: a secondary pool sized only to apply the change
+	// log). Absent: no limit.
+	Capacity *PoolCapacity `yaml:"capacity,omitempty" json:"capacity,omitempty"`
 }
+
+// PoolCapacity is a pool's connection limit as primary and as standby.
+type PoolCapacity struct {
+	Active int `yaml:"active" json:"active" jsonschema:"required,minimum=1"`
+	// Standby is the limit before a failover; default Active.
+	Standby int `yaml:"standby,omitempty" json:"standby,omitempty" jsonschema:"minimum=1"`
+}
+
+// TenantIsolation is how tenants share a pool.
+type TenantIsolation string
+
+const (
+	IsolationDatabase TenantIsolation = "database"
+	IsolationSchema   TenantIsolation = "schema"
+)
 
 // Tier is a class of tenants with its own pool and DR strategy.
 type Tier struct {
-	Pool string `yaml:"pool" json:"pool" jsonschema:"required"`
+	// Pool new tenants of this tier are placed in (placement: primary).
+	Pool string `yaml:"pool,omitempty" json:"pool,omitempty"`
+	// Pools, for placement: split, are two pools whose primaries are in
+	// different regions; new tenants alternate between them, so losing a
+	// region fails over only half of them (seed 004, scenario 3).
+	Pools     []string        `yaml:"pools,omitempty" json:"pools,omitempty"`
+	Placement TenantPlacement `yaml:"placement,omitempty" json:"placement,omitempty" jsonschema:"enum=primary,enum=split"`
 	// Strategy: geo-replicate (failed over in batches) or geo-restore
-	// (restored on demand).
+	// (restored from the tenant's latest backup, in priority order or on
+	// demand).
 	Strategy   TenantStrategy `yaml:"strategy" json:"strategy" jsonschema:"required,enum=geo-replicate,enum=geo-restore"`
 	Objectives *Objectives    `yaml:"objectives,omitempty" json:"objectives,omitempty"`
 	// Priority orders tiers during recovery: lower first.
 	Priority int `yaml:"priority,omitempty" json:"priority,omitempty"`
+	// BackupInterval is how often each tenant of a geo-restore tier is
+	// backed up and shipped to the other region; default 1h. It bounds
+	// the tier's RPO.
+	BackupInterval Duration `yaml:"backup-interval,omitempty" json:"backup-interval,omitempty"`
 }
+
+// TenantPlacement is where a tier's tenants' primaries go.
+type TenantPlacement string
+
+const (
+	PlacementPrimary TenantPlacement = "primary" // all in the tier's pool
+	PlacementSplit   TenantPlacement = "split"   // half in each region
+)
 
 // TenantStrategy is how a tier's tenants are recovered.
 type TenantStrategy string
