@@ -206,6 +206,10 @@ type Database struct {
 	// Probe is how observers check the database (default: SELECT 1 every
 	// monitor.interval).
 	Probe *Probe `yaml:"probe,omitempty" json:"probe,omitempty"`
+	// Endpoints are where Lifeboat itself connects to each region's copy,
+	// as postgres:// URLs by region: the tenant catalog and the tenant
+	// pools are reached there.
+	Endpoints map[string]string `yaml:"endpoints,omitempty" json:"endpoints,omitempty"`
 }
 
 // DRMode of a database.

@@ -43,3 +43,17 @@ type Tenant struct {
 	Updated   time.Time `json:"updated"`
 	Recovered time.Time `json:"recovered,omitzero"`
 }
+
+// TenantChange is one change applied to many tenants at once (a batch):
+// the fields set are written, in one transaction, to every tenant named.
+type TenantChange struct {
+	State  TenantState `json:"state,omitempty"`
+	Reason string      `json:"reason,omitempty"`
+	// Region and Epoch move the tenants (both set, or neither): a change
+	// at an epoch older than a tenant's is refused for that tenant.
+	Region string `json:"region,omitempty"`
+	Epoch  uint64 `json:"epoch,omitempty"`
+	// Recovered, if set, records when the tenants were made available in
+	// another region.
+	Recovered time.Time `json:"recovered,omitzero"`
+}
