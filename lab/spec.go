@@ -76,7 +76,7 @@ monitor:
   interval: 250ms
   timeout: 250ms
   failures: 3
-  lease: 2s
+  lease: 1s
   targets:
 {{- range .Targets}}
     {{.Region}}: {storefront.orders: "{{.Orders}}"}

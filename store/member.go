@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -36,17 +37,75 @@ type MemberOptions struct {
 	// interface's), not only loopback; ports must be fixed, since every
 	// member names the others in its initial cluster.
 	Members map[string]lifeboat.StoreMember
-	// Heartbeat and Election are etcd's raft timings; zero means etcd's
-	// defaults (100 ms, 1 s), right for links up to ~50 ms of latency.
-	// The election timeout must stay well under monitor.lease: a leader
-	// change pauses lease renewals for about that long.
+	// Lease is the quorum lease the controllers will hold on this cluster
+	// (spec monitor.lease). Zero means the spec's default, 5 s. The raft
+	// timings are derived from it (RaftTimings) unless Heartbeat and
+	// Election are set.
+	Lease time.Duration
+	// Heartbeat and Election are etcd's raft timings; zero means derived
+	// from Lease. Set them only to override the derivation.
 	Heartbeat, Election time.Duration
 }
 
+// DefaultLease is the spec's default monitor.lease, which MemberOptions
+// assume when Lease is zero.
+const DefaultLease = 5 * time.Second
+
 // DefaultMemberOptions returns the options of region's member for a spec
-// in the current directory; Members still has to be filled from the spec.
+// in the current directory; Members still has to be filled from the spec,
+// and Lease from monitor.lease.
 func DefaultMemberOptions(service, region string) MemberOptions {
 	return MemberOptions{Dir: ".lifeboat", Service: service, Region: region}
+}
+
+// RaftTimings returns the etcd heartbeat and election timeouts that fit a
+// quorum lease: election = lease/10 (100 ms to 1 s), heartbeat =
+// election/10 (10 to 100 ms). Why lease/10:
+//
+//   - etcd grants no lease shorter than 1.5 election timeouts: with its
+//     default 1 s election a 1 s lease silently becomes 2 s.
+//   - When etcd's raft leader is lost, nothing renews a lease until a new
+//     leader is elected, after 1 to 2 election timeouts. The active
+//     controller fences its own region when its lease has gone unrenewed
+//     for lease/2 (Quorum.Alive), and renewals come every lease/6: the
+//     election must end within lease/2 - lease/6 = lease/3, or losing the
+//     witness (which holds raft leadership) fences the healthy active
+//     region. Two elections of lease/10 leave lease/7 of margin.
+//   - A raft leader change extends every lease by its TTL plus an election
+//     timeout: a short election keeps that delay short too.
+//
+// etcd's tuning guide asks for a heartbeat of about the members' round-trip
+// time and an election of at least 10 round trips, so a lease L needs
+// links between the members of at most L/100 round trip: 10 ms for a 1 s
+// lease, 50 ms for the default 5 s. Slower links need a longer lease.
+func RaftTimings(lease time.Duration) (heartbeat, election time.Duration) {
+	if lease <= 0 {
+		lease = DefaultLease
+	}
+	election = min(max(lease/10, 100*time.Millisecond), time.Second).Truncate(time.Millisecond)
+	heartbeat = min(max(election/10, 10*time.Millisecond), 100*time.Millisecond).Truncate(time.Millisecond)
+	return heartbeat, election
+}
+
+// raftTimings are the timings the member runs with: the options' own, or
+// the ones derived from the lease.
+func (o MemberOptions) raftTimings() (heartbeat, election time.Duration) {
+	heartbeat, election = RaftTimings(o.Lease)
+	if o.Heartbeat > 0 {
+		heartbeat = o.Heartbeat
+	}
+	if o.Election > 0 {
+		election = o.Election
+	}
+	return heartbeat, election
+}
+
+// minLeaseTTL is the shortest lease etcd grants with this election timeout
+// (etcdserver: 1.5 elections, rounded up to whole seconds); a shorter
+// request is silently raised to it.
+func minLeaseTTL(heartbeat, election time.Duration) time.Duration {
+	ticks := int64(election / heartbeat)
+	return time.Duration(math.Ceil((time.Duration((3*ticks)/2) * heartbeat).Seconds())) * time.Second
 }
 
 // Validate reports options OpenMember cannot use.
@@ -67,8 +126,14 @@ func (o MemberOptions) Validate() error {
 	if err := checkMembers(o.Members); err != nil {
 		return err
 	}
-	if o.Heartbeat < 0 || o.Election < 0 || (o.Heartbeat > 0 && o.Election > 0 && o.Election < 5*o.Heartbeat) {
-		return fmt.Errorf("etcd timings heartbeat %s, election %s: the election timeout must be at least 5 heartbeats (etcd's defaults are 100ms and 1s)", o.Heartbeat, o.Election)
+	if o.Lease < 0 {
+		return fmt.Errorf("monitor.lease is %s: it must be positive (default 5s)", o.Lease)
+	}
+	if o.Heartbeat < 0 || o.Election < 0 {
+		return fmt.Errorf("etcd timings heartbeat %s, election %s: negative; leave them zero to derive them from monitor.lease", o.Heartbeat, o.Election)
+	}
+	if hb, el := o.raftTimings(); hb < time.Millisecond || el < 5*hb {
+		return fmt.Errorf("etcd timings heartbeat %s, election %s: the heartbeat must be at least 1ms and the election timeout at least 5 heartbeats; leave them zero to derive them from monitor.lease", hb, el)
 	}
 	return nil
 }
@@ -117,6 +182,8 @@ type Member struct {
 	dir     string // Dir/<region>
 	e       *embed.Etcd
 	store   *etcdStore
+	// heartbeat and election are the raft timings the member runs with.
+	heartbeat, election time.Duration
 	// stopEtcd stops the embedded etcd once (embed.Etcd.Close is not
 	// idempotent).
 	stopEtcd func()
@@ -175,6 +242,7 @@ func OpenMember(ctx context.Context, o MemberOptions) (*Member, error) {
 		return nil, err
 	}
 	m := &Member{region: o.Region, members: o.Members, dir: dir, e: e, stopEtcd: sync.OnceFunc(e.Close), quorums: map[*Quorum]struct{}{}}
+	m.heartbeat, m.election = o.raftTimings()
 	where := fmt.Sprintf("region %s's member (client %s) of the cluster %s", o.Region, o.Members[o.Region].Client, strings.Join(lifeboat.SortedKeys(o.Members), "+"))
 	m.store = newEtcdStore(v3client.New(e.Server), o.Service, where, func() error {
 		m.stopEtcd()
@@ -209,12 +277,8 @@ func startMember(ctx context.Context, o MemberOptions, dir string) (*embed.Etcd,
 	// Clients ping every second to notice a member cut off by a partition
 	// (its TCP connection stays up while packets are dropped); allow it.
 	cfg.GRPCKeepAliveMinTime = 500 * time.Millisecond
-	if o.Heartbeat > 0 {
-		cfg.TickMs = uint(o.Heartbeat / time.Millisecond)
-	}
-	if o.Election > 0 {
-		cfg.ElectionMs = uint(o.Election / time.Millisecond)
-	}
+	hb, el := o.raftTimings()
+	cfg.TickMs, cfg.ElectionMs = uint(hb/time.Millisecond), uint(el/time.Millisecond)
 	cfg.Logger, cfg.LogLevel = "zap", "error"
 	cfg.LogOutputs = []string{filepath.Join(dir, logFile)}
 	cfg.AutoCompactionMode, cfg.AutoCompactionRetention = "periodic", "10m"
@@ -281,6 +345,9 @@ func closeUnready(e *embed.Etcd) {
 // Region is the region whose member this is.
 func (m *Member) Region() string { return m.region }
 
+// RaftTimings are the heartbeat and election timeouts this member runs with.
+func (m *Member) RaftTimings() (heartbeat, election time.Duration) { return m.heartbeat, m.election }
+
 // Store is the state and journal store on this member; closing it closes
 // the member.
 func (m *Member) Store() lifeboat.Store { return m.store }
@@ -293,6 +360,12 @@ func (m *Member) Quorum(ctx context.Context, ttl time.Duration) (*Quorum, error)
 	m.mu.Unlock()
 	if closed {
 		return nil, lifeboat.Permanent(opQuorum, m.region, errClosed)
+	}
+	if floor := minLeaseTTL(m.heartbeat, m.election); ttl < floor {
+		// etcd would grant floor instead: the controllers would wait for a
+		// lease longer than the spec says.
+		return nil, lifeboat.Permanent(opQuorum, m.region, fmt.Errorf("monitor.lease %s is shorter than the %s etcd grants with region %s's election timeout %s: open the member with MemberOptions.Lease = monitor.lease so that its raft timings fit (RaftTimings), or lengthen monitor.lease",
+			ttl, floor, m.region, m.election))
 	}
 	// Its own member first, then every other member's client address: a
 	// controller whose member lost etcd's leader (cut from it alone) still

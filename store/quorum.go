@@ -108,7 +108,7 @@ func newQuorum(ctx context.Context, paths, owned []*clientv3.Client, service, re
 		return nil, lifeboat.Permanent(opQuorum, region, fmt.Errorf("region %q cannot name quorum keys: use a region name from the spec (no '/' or spaces)", region))
 	}
 	if ttl < time.Second {
-		return nil, lifeboat.Permanent(opQuorum, region, fmt.Errorf("monitor.lease is %s: etcd leases count whole seconds, and the lease must outlast an etcd leader election; use at least 2s (default 5s)", ttl))
+		return nil, lifeboat.Permanent(opQuorum, region, fmt.Errorf("monitor.lease is %s: etcd leases count whole seconds; use at least 1s (default 5s)", ttl))
 	}
 	q := &Quorum{paths: paths, owned: owned, k: newKeys(service), region: region, where: where, ttl: ttl,
 		renewing: make(chan struct{}), gone: make(chan struct{}, 1)}
@@ -479,6 +479,46 @@ func (q *Quorum) ActiveHeld(ctx context.Context, region string) (bool, error) {
 		return false, lifeboat.Transient(opActive, region, fmt.Errorf("read region %s's active-controller key from etcd (%s): %w", region, q.where, err))
 	}
 	return resp.Count > 0, nil
+}
+
+// ActiveGone returns a channel closed once region's active-controller key
+// is gone (at once if it is gone now): its lease lapsed or was revoked. A
+// leader waiting for a lost region to fence itself can act on the close
+// instead of polling ActiveHeld every tick. The channel stays open if ctx
+// ends first; a broken watch (no etcd leader for this member, compaction)
+// is opened again.
+func (q *Quorum) ActiveGone(ctx context.Context, region string) <-chan struct{} {
+	out := make(chan struct{})
+	key := q.k.active(region)
+	go func() {
+		for ctx.Err() == nil {
+			resp, err := q.client().Get(ctx, key, clientv3.WithCountOnly())
+			if err != nil {
+				select {
+				case <-ctx.Done():
+				case <-time.After(q.renewInterval()):
+				}
+				continue
+			}
+			if resp.Count == 0 {
+				close(out)
+				return
+			}
+			wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+			for wr := range q.client().Watch(wctx, key, clientv3.WithRev(resp.Header.Revision+1), clientv3.WithFilterPut()) {
+				if wr.Err() != nil {
+					break
+				}
+				if len(wr.Events) > 0 {
+					cancel()
+					close(out)
+					return
+				}
+			}
+			cancel()
+		}
+	}()
+	return out
 }
 
 func (q *Quorum) putLeased(ctx context.Context, op lifeboat.Op, gen *leaseGen, key string, value []byte) error {

@@ -38,7 +38,7 @@ func (a *app) serveRegion(ctx context.Context, region string) error {
 	switch {
 	case len(spec.Store.Members) > 0:
 		o := store.DefaultMemberOptions(spec.Service, region)
-		o.Dir, o.Members = storeDir(spec), spec.Store.Members
+		o.Dir, o.Members, o.Lease = storeDir(spec), spec.Store.Members, m.Lease.D()
 		if !a.json() {
 			fmt.Fprintf(a.out, "%s: starting %s's etcd member; waiting for a majority of %s\n", a.paint(bold, "lifeboat serve"), region, strings.Join(lifeboat.SortedKeys(spec.Store.Members), ", "))
 		}
