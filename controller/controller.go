@@ -35,6 +35,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/engine"
 	"github.com/lifeboat-dr/lifeboat/monitor"
 	"github.com/lifeboat-dr/lifeboat/planner"
+	"github.com/lifeboat-dr/lifeboat/store"
 )
 
 // Automatic is the By of the runs a controller starts on its own; the
@@ -100,6 +101,12 @@ type Controller struct {
 	meters    []*monitor.ExposureMeter
 	stopMeter context.CancelFunc
 	views     chan monitor.View
+	// wake makes Run decide now rather than at the next tick: on an event
+	// that may change the decision (elected, a view flips, the lost
+	// region's lease goes, this region's quorum lapses). Waking early
+	// changes when the controller decides, never what: Step reads every
+	// input afresh.
+	wake chan struct{}
 
 	mu             sync.Mutex
 	status         Status
@@ -109,6 +116,7 @@ type Controller struct {
 	rejoinFailedAt time.Time
 	readiness      []monitor.Check // the latest evaluation (leader only)
 	advised        string          // last advice logged, to log it once
+	awaiting       string          // the region whose lease a goroutine waits out for a wake
 }
 
 // New checks c and builds a controller; Run runs it.
@@ -133,7 +141,7 @@ func New(c Config) (*Controller, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	return &Controller{c: c, policy: p, views: make(chan monitor.View, 64), status: Status{Region: c.Region}}, nil
+	return &Controller{c: c, policy: p, views: make(chan monitor.View, 64), wake: make(chan struct{}, 1), status: Status{Region: c.Region}}, nil
 }
 
 // Targets are the observer's targets from the spec's monitor.targets, with
@@ -266,9 +274,11 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wg.Add(2)
+	wg.Add(4)
 	go func() { defer wg.Done(); c.publishViews(ctx) }()
 	go func() { defer wg.Done(); c.campaign(ctx) }()
+	go func() { defer wg.Done(); c.watchViews(ctx) }()
+	go func() { defer wg.Done(); c.watchQuorum(ctx) }()
 	if c.c.Readiness != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.evaluateReadiness(ctx) }()
@@ -295,8 +305,122 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-c.wake:
 		}
 	}
+}
+
+// poke wakes Run to decide now.
+func (c *Controller) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// viewWatcher is the part of store.Quorum that streams the observers'
+// views; a quorum without it is only read on ticks.
+type viewWatcher interface {
+	WatchViews(ctx context.Context) (map[string]map[string][]byte, <-chan store.ViewEvent, error)
+}
+
+// watchViews wakes Run when an observer's verdict on a region flips, so a
+// majority seeing a region fail is acted on at once, not up to a tick
+// later.
+func (c *Controller) watchViews(ctx context.Context) {
+	w, ok := c.c.Quorum.(viewWatcher)
+	if !ok {
+		return
+	}
+	failing := map[string]bool{} // observer/view key → its last verdict
+	for ctx.Err() == nil {
+		_, events, err := w.WatchViews(ctx)
+		if err != nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(c.c.Tick):
+			}
+			continue
+		}
+		for ev := range events {
+			if !strings.HasPrefix(ev.Key, "view.") {
+				continue
+			}
+			k := ev.Region + "/" + ev.Key
+			var v monitor.View
+			if ev.Value == nil || json.Unmarshal(ev.Value, &v) != nil {
+				delete(failing, k)
+				c.poke() // an observer went away: the majority may have changed
+				continue
+			}
+			if was, seen := failing[k]; !seen || was != v.Failing {
+				failing[k] = v.Failing
+				if seen {
+					c.poke()
+				}
+			}
+		}
+	}
+}
+
+// watchQuorum wakes Run as soon as this controller's quorum lease is no
+// longer alive, so a region cut off fences itself without waiting for the
+// next tick: the fence must land before the majority may promote.
+func (c *Controller) watchQuorum(ctx context.Context) {
+	every := max(c.policy.Lease/10, 10*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	alive := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := c.c.Quorum.Alive(c.c.Now())
+		if alive && !now {
+			c.poke()
+		}
+		alive = now
+	}
+}
+
+// leaseWatcher is the part of store.Quorum that says when a region's
+// active-controller lease is gone.
+type leaseWatcher interface {
+	ActiveGone(ctx context.Context, region string) <-chan struct{}
+}
+
+// awaitLease wakes Run once region's active-controller lease is gone: the
+// wait before a failover ends then, not at the next tick. One watch per
+// region and epoch.
+func (c *Controller) awaitLease(ctx context.Context, region string, epoch uint64) {
+	w, ok := c.c.Quorum.(leaseWatcher)
+	if !ok {
+		return
+	}
+	key := fmt.Sprintf("%s@%d", region, epoch)
+	c.mu.Lock()
+	if c.awaiting == key {
+		c.mu.Unlock()
+		return
+	}
+	c.awaiting = key
+	c.mu.Unlock()
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, 10*c.policy.Lease)
+		defer cancel()
+		select {
+		case <-w.ActiveGone(wctx, region):
+			c.poke()
+		case <-wctx.Done():
+		}
+		c.mu.Lock()
+		if c.awaiting == key {
+			c.awaiting = ""
+		}
+		c.mu.Unlock()
+	}()
 }
 
 // publishViews writes this observer's views under the lease.
@@ -330,6 +454,7 @@ func (c *Controller) campaign(ctx context.Context) {
 		}
 		if ctx.Err() == nil {
 			c.c.Log.Info("this controller is the leader", "region", c.c.Region)
+			c.poke()
 		}
 		// Campaign returned: leader until the lease goes. Wait for that.
 		for ctx.Err() == nil && c.c.Quorum.IsLeader() {
@@ -644,6 +769,9 @@ func (c *Controller) act(ctx context.Context, d monitor.Decision) {
 	case monitor.ActionFailover:
 		c.failover(ctx, d)
 	case monitor.ActionAdvise, monitor.ActionWait:
+		if d.Action == monitor.ActionWait {
+			c.awaitLease(ctx, d.From, c.epoch())
+		}
 		key := string(d.Action) + d.From + d.To
 		c.mu.Lock()
 		again := c.advised == key
@@ -750,4 +878,14 @@ func regions(s *lifeboat.Spec) []string {
 		out = append(out, s.Regions.Witness.Name)
 	}
 	return out
+}
+
+// epoch is the epoch of the state read last (0 before the first read).
+func (c *Controller) epoch() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == nil {
+		return 0
+	}
+	return c.state.Epoch
 }
