@@ -24,7 +24,7 @@ func (q *wakeQuorum) WatchViews(ctx context.Context) (map[string]map[string][]by
 	return nil, q.events, nil
 }
 func (q *wakeQuorum) ActiveGone(ctx context.Context, region string) <-chan struct{} { return q.gone }
-func (q *wakeQuorum) Alive(time.Time) bool                                           { return q.alive.Load() }
+func (q *wakeQuorum) Alive(time.Time) bool                                          { return q.alive.Load() }
 
 func woken(c *Controller) bool {
 	select {
