@@ -35,6 +35,9 @@ type Spec struct {
 	// Monitor says how the service is watched, and whether Lifeboat fails
 	// over on its own.
 	Monitor Monitor `yaml:"monitor,omitempty" json:"monitor,omitempty"`
+	// API is where 'lifeboat serve' serves the HTTP API, the metrics and
+	// the dashboard, and who may use them.
+	API *API `yaml:"api,omitempty" json:"api,omitempty"`
 
 	// File is the path the spec was read from (not part of the YAML).
 	File string `yaml:"-" json:"-"`
@@ -342,6 +345,41 @@ type TenantStrategy string
 const (
 	StrategyGeoReplicate TenantStrategy = "geo-replicate"
 	StrategyGeoRestore   TenantStrategy = "geo-restore"
+)
+
+// API is the operator surface of 'lifeboat serve': the HTTP API (JSON,
+// with an OpenAPI document), /metrics and the dashboard.
+type API struct {
+	// Listen is where plain 'lifeboat serve' listens, host:port; default
+	// 127.0.0.1:7480. An address other than loopback needs tls.
+	Listen string `yaml:"listen,omitempty" json:"listen,omitempty"`
+	// ListenIn is where each region's controller ('lifeboat serve
+	// --region') listens, by region name. The CLI talks to the first that
+	// answers, the leader's first.
+	ListenIn map[string]string `yaml:"listen-in,omitempty" json:"listen-in,omitempty"`
+	// Tokens is a file of bearer tokens, one per line: "<name> <role>
+	// sha256:<hex of the token's SHA-256>"; roles are viewer, operator and
+	// admin. Relative to the spec file.
+	Tokens string `yaml:"tokens" json:"tokens" jsonschema:"required"`
+	// TLS, if set, serves HTTPS; with client-ca, clients must present a
+	// certificate it signed (mutual TLS).
+	TLS *APITLS `yaml:"tls,omitempty" json:"tls,omitempty"`
+}
+
+// APITLS are the API's certificate files, relative to the spec file.
+type APITLS struct {
+	Cert     string `yaml:"cert" json:"cert" jsonschema:"required"`
+	Key      string `yaml:"key" json:"key" jsonschema:"required"`
+	ClientCA string `yaml:"client-ca,omitempty" json:"client-ca,omitempty"`
+}
+
+// Role is what an API caller may do.
+type Role string
+
+const (
+	RoleViewer   Role = "viewer"   // read
+	RoleOperator Role = "operator" // drills, planned switchovers, approvals
+	RoleAdmin    Role = "admin"    // forced failover, policy changes
 )
 
 // Hook inserts an approval or a script step before or after steps of a plan.
