@@ -350,46 +350,6 @@ func (c *checker) cycle(loop []string, reported map[string]bool) {
 		"remove one of these depends-on entries; units fail over after the units they depend on, so the order cannot loop")
 }
 
-func (c *checker) tenants() {
-	t := c.s.Tenants
-	if t == nil || !c.ok("tenants") {
-		return
-	}
-	c.databaseRef("tenants.catalog", t.Catalog)
-	for _, pn := range lifeboat.SortedKeys(t.Pools) {
-		p := t.Pools[pn]
-		pp := "tenants.pools." + pn
-		c.databaseRef(pp+".database", p.Database)
-		if p.Region == "" || !c.ok(pp+".region") || c.s.Regions.Has(p.Region) {
-			continue
-		}
-		regions := fmt.Sprintf("use %s or %s", c.s.Regions.Primary.Name, c.s.Regions.Secondary.Name)
-		if c.s.RoleOf(p.Region) == lifeboat.RoleWitness {
-			c.errorAt(pp+".region", false, fmt.Sprintf("pool region %q is the witness, which only votes and holds no data", p.Region), regions)
-		} else {
-			c.errorAt(pp+".region", false, fmt.Sprintf("pool region %q is not a region of this service", p.Region), regions)
-		}
-	}
-	pools := lifeboat.SortedKeys(t.Pools)
-	for _, tn := range lifeboat.SortedKeys(t.Tiers) {
-		tier := t.Tiers[tn]
-		tp := "tenants.tiers." + tn
-		if tier.Pool != "" && c.ok(tp+".pool") && !has(t.Pools, tier.Pool) && c.ok("tenants.pools") {
-			hint := "pools: " + strings.Join(pools, ", ")
-			if m := didYouMean(tier.Pool, pools); m != "" {
-				hint = fmt.Sprintf("did you mean %s?", m)
-			}
-			if len(pools) == 0 {
-				hint = "define the pool under tenants.pools"
-			}
-			c.errorAt(tp+".pool", false, fmt.Sprintf("tier %s uses pool %q, which is not defined", tn, tier.Pool), hint)
-		}
-		if tier.Objectives != nil {
-			c.objectives(tp+".objectives", *tier.Objectives)
-		}
-	}
-}
-
 // databaseRef checks a "unit.component" reference to a database.
 func (c *checker) databaseRef(path, ref string) {
 	if ref == "" || !c.ok(path) {

@@ -96,6 +96,7 @@ another file. Runs are journaled: an interrupted run continues with
 		a.statusCommand(),
 		a.historyCommand(),
 		a.unitsCommand(),
+		a.tenantCommand(),
 		a.serveCommand(),
 		a.labCommand(),
 	)
