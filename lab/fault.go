@@ -173,6 +173,14 @@ func (d *daemon) fault(ctx context.Context, req FaultRequest) (FaultResult, erro
 		if err := needRegion(); err != nil {
 			return res, err
 		}
+		if d.net != nil {
+			// What the controllers probe (the region's gateways) must hang
+			// too, or they see a healthy region behind a hung ingress.
+			if err := d.net.Isolate(req.Region); err != nil {
+				return res, lifeboat.Transient(OpFault, req.Region, err)
+			}
+			did("cut %s's namespace off (its veth down: packets vanish, as in a hang)", req.Region)
+		}
 		if err := each(linksOf(req.Region), "hang", (*wan.Link).Hang); err != nil {
 			return res, lifeboat.Transient(OpFault, req.Region, err)
 		}

@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
@@ -133,6 +134,64 @@ func (t *hangToxic) Cleanup(stub *toxics.ToxicStub) {
 	stub.Close()
 }
 
+// latencyToxic is Toxiproxy's latency, plus what hangToxic has: once the
+// link is down, removing it drops the bytes it delays instead of pushing
+// them into closed connections (which blocks Toxiproxy's RemoveToxic for
+// good while it holds the proxy's lock).
+type latencyToxic struct {
+	Latency int64 `json:"latency"`
+	Jitter  int64 `json:"jitter"`
+	discard atomic.Bool
+}
+
+func (t *latencyToxic) delay() time.Duration {
+	d := t.Latency
+	if t.Jitter > 0 {
+		d += rand.Int64N(2*t.Jitter+1) - t.Jitter
+	}
+	return time.Duration(d) * time.Millisecond
+}
+
+func (t *latencyToxic) Pipe(stub *toxics.ToxicStub) {
+	for {
+		select {
+		case <-stub.Interrupt:
+			return
+		case c := <-stub.Input:
+			if c == nil {
+				stub.Close()
+				return
+			}
+			sleep := t.delay() - time.Since(c.Timestamp)
+			select {
+			case <-time.After(sleep):
+				c.Timestamp = c.Timestamp.Add(sleep)
+				stub.Output <- c
+			case <-stub.Interrupt:
+				if !t.discard.Load() {
+					stub.Output <- c // healed: deliver it now
+				}
+				return
+			}
+		}
+	}
+}
+
+func (t *latencyToxic) Cleanup(stub *toxics.ToxicStub) {
+	if !t.discard.Load() {
+		return
+	}
+	go func(in <-chan *stream.StreamChunk) {
+		for range in {
+		}
+	}(stub.Input)
+	stub.Close()
+}
+
+const latencyToxicType = "lifeboat_latency"
+
+func init() { toxics.Register(latencyToxicType, new(latencyToxic)) }
+
 // hangToxicType is registered once, process-wide, in Toxiproxy's registry.
 const hangToxicType = "lifeboat_hang"
 
@@ -210,8 +269,8 @@ func (l *Link) Latency(d, jitter time.Duration) error {
 	}
 	attrs := fmt.Sprintf(`{"latency":%d,"jitter":%d}`, d.Milliseconds(), jitter.Milliseconds())
 	return l.set(OpLatency, FaultLatency, []toxicSpec{
-		{name: "latency_upstream", typ: "latency", stream: "upstream", attrs: attrs},
-		{name: "latency_downstream", typ: "latency", stream: "downstream", attrs: attrs},
+		{name: "latency_upstream", typ: latencyToxicType, stream: "upstream", attrs: attrs},
+		{name: "latency_downstream", typ: latencyToxicType, stream: "downstream", attrs: attrs},
 	})
 }
 
@@ -333,6 +392,9 @@ func (l *Link) removeToxics(names []string, discard bool) {
 		if w := l.proxy.Toxics.GetToxic(n); w != nil && discard {
 			if h, ok := w.Toxic.(*hangToxic); ok {
 				h.discard.Store(true)
+			}
+			if l, ok := w.Toxic.(*latencyToxic); ok {
+				l.discard.Store(true)
 			}
 		}
 		// ErrToxicNotFound cannot happen: only this link adds toxics.
