@@ -22,6 +22,17 @@ const (
 	KindRead  = "read"
 )
 
+// Outcomes of an attempt.
+const (
+	OutcomeOK = "ok"
+	// OutcomeFailed: known not to have taken effect (refused before it
+	// reached the service, or rejected by a read-only database).
+	OutcomeFailed = "failed"
+	// OutcomeUnknown: it may or may not have taken effect (a timeout, a
+	// connection lost after the request was sent, a 5xx from a proxy).
+	OutcomeUnknown = "unknown"
+)
+
 // Attempt is one client operation against the service.
 //
 // Set workload: Kind "write", ID the order's idempotency key (unique per
@@ -46,6 +57,9 @@ type Attempt struct {
 	// Region answered, if known.
 	Region string `json:"region,omitempty"`
 	Err    string `json:"error,omitempty"`
+	// Outcome refines OK: OutcomeOK, OutcomeFailed or OutcomeUnknown. ""
+	// with OK false is unknown (the safe reading for a write).
+	Outcome string `json:"outcome,omitempty"`
 }
 
 // Fault is what was injected, and the instant it was.

@@ -1,6 +1,7 @@
 package drill
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,5 +180,30 @@ func TestCheckRegisterBadOptions(t *testing.T) {
 	r := CheckRegister(nil, RegisterOptions{})
 	if r.OK() || !strings.Contains(r.Error, "timeout") {
 		t.Fatalf("got %+v, want an error about the timeout", r)
+	}
+}
+
+// A write known not to have taken effect is no write at all; an unknown
+// write whose value nobody read is left out without changing the verdict.
+func TestCheckRegisterFailedAndUnreadWrites(t *testing.T) {
+	failed := reg(0, KindWrite, "b", 20, 30, false)
+	failed.Outcome = OutcomeFailed
+	h := []Attempt{
+		reg(0, KindWrite, "a", 0, 10, true),
+		failed,
+		reg(1, KindRead, "b", 100, 110, true), // b was never written: not linearizable
+	}
+	if r := CheckRegister(h, DefaultRegisterOptions()); r.Result != NotLinearizable || r.Unknown != 0 {
+		t.Fatalf("reading the value of a write that failed for sure: %+v, want not linearizable, 0 unknown", r)
+	}
+	var many []Attempt
+	many = append(many, reg(0, KindWrite, "a", 0, 10, true))
+	for i := range 60 { // far more than porcupine could search if they were kept
+		many = append(many, reg(2+i, KindWrite, fmt.Sprintf("u%d", i), 20+i, 25+i, false))
+	}
+	many = append(many, reg(1, KindRead, "a", 200, 210, true), reg(1, KindRead, "u7", 220, 230, true))
+	r := CheckRegister(many, DefaultRegisterOptions())
+	if r.Result != Linearizable || r.Unknown != 60 || r.Operations != 4 {
+		t.Fatalf("got %+v, want linearizable, 60 unknown writes of which 1 checked (4 operations)", r)
 	}
 }

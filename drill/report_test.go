@@ -3,7 +3,9 @@ package drill
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -326,5 +328,62 @@ func TestRecoveryComesFromAnotherRegion(t *testing.T) {
 	}
 	if c := r.RTO.Clients[0]; !c.Recovered || c.Region != "east" || c.RTO != 1500*time.Millisecond {
 		t.Fatalf("client 0: %+v; want recovered in east after 1.5s (west's answer 8ms after the fault is not a recovery)", c)
+	}
+}
+
+// A register that is not linearizable after writes were lost is reported
+// as a failure, tied to the set check's loss, not hidden.
+func TestRegisterViolationTiedToLoss(t *testing.T) {
+	in := synthetic()
+	in.Final["c1-3"] = 1
+	in.Register = &RegisterResult{Result: NotLinearizable, Operations: 40, Keys: 3, Visualization: "/tmp/x-register.html"}
+	r, _ := BuildReport(in, DefaultReportOptions())
+	v := verdict(t, r, "history")
+	if v.Status != Fail || !strings.Contains(v.Note, "2 acknowledged writes lost by the set check") || !strings.Contains(v.Note, "/tmp/x-register.html") {
+		t.Fatalf("history verdict %+v, want fail tied to the 2 lost writes, with the visualisation", v)
+	}
+}
+
+// Only a refused connection, a 4xx or the shop's read-only refusal prove
+// that a write did not take effect.
+func TestOutcome(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+	reset := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
+	for _, c := range []struct {
+		err    error
+		status int
+		body   string
+		want   string
+	}{
+		{refused, 0, "", OutcomeFailed},
+		{fmt.Errorf("Post: %w", refused), 0, "", OutcomeFailed},
+		{reset, 0, "", OutcomeUnknown},
+		{errors.New("context deadline exceeded (Client.Timeout exceeded while awaiting headers)"), 0, "", OutcomeUnknown},
+		{nil, 400, "bad", OutcomeFailed},
+		{nil, 503, `{"error":"database is read-only (standby, or a fenced primary)"}`, OutcomeFailed},
+		{nil, 503, `{"error":"could not insert the order: database unreachable: timed out"}`, OutcomeUnknown},
+		{nil, 502, "bad gateway", OutcomeUnknown},
+	} {
+		if got := outcome(c.err, c.status, c.body); got != c.want {
+			t.Errorf("outcome(%v, %d, %q) = %s, want %s", c.err, c.status, c.body, got, c.want)
+		}
+	}
+}
+
+// A fault the service rides out (a partition the witness settles, a
+// controller crash) is reported as no interruption, not as a tiny RTO.
+func TestRTONotInterrupted(t *testing.T) {
+	var h []Attempt
+	final := map[string]int{}
+	for k := range 20 {
+		a := write(0, fmt.Sprintf("c0-%d", k), k*100, k*100+10, true)
+		a.Region = "west"
+		h = append(h, a)
+		final[a.ID] = 1
+	}
+	in := Input{Scenario: "partition", Attempts: h, Final: final, Fault: &Fault{Kind: "partition", At: at(1000)}, Objectives: Objectives{RTO: time.Minute}}
+	r, _ := BuildReport(in, DefaultReportOptions())
+	if v := verdict(t, r, "RTO"); v.Status != Pass || !strings.Contains(v.Note, "not interrupted") {
+		t.Fatalf("RTO verdict %+v, want pass noting no interruption", v)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -53,6 +55,18 @@ type Options struct {
 	Pause   time.Duration
 	// Timeout bounds one write: a hung region counts as failed writes.
 	Timeout time.Duration
+	// Registers is how many register clients run beside the order
+	// writers: each writes unique values to and reads a few shared
+	// registers (PUT/GET /register/{key}) through the front door, and the
+	// history is checked for linearizability. 0 runs none.
+	Registers int
+	// ReplicationDelay, if set, delays the replication link between the
+	// regions by this much each way from before the load starts, so that
+	// the standby lags at the fault: an async drill then loses the
+	// acknowledged writes still in flight, and the report sets them
+	// against the lag sampled then. Only for the scenarios whose fault cuts
+	// that link (region-outage, partition): the delay goes with it.
+	ReplicationDelay time.Duration
 	// Out is where the report files go (default <Dir>/drills).
 	Out string
 	// Progress, if set, is told what the drill is doing.
@@ -63,7 +77,7 @@ type Options struct {
 // clients, the fault after 3 s.
 func DefaultOptions() Options {
 	return Options{Dir: "lab", Scenario: ScenarioRegionOutage, Duration: 20 * time.Second, Warmup: 3 * time.Second,
-		Clients: 8, Pause: 20 * time.Millisecond, Timeout: time.Second}
+		Clients: 8, Registers: 3, Pause: 20 * time.Millisecond, Timeout: time.Second}
 }
 
 // ValidateOptions says what is wrong with o, all at once.
@@ -81,6 +95,17 @@ func ValidateOptions(o Options) error {
 	}
 	if o.Warmup <= 0 || o.Duration <= o.Warmup+time.Second {
 		errs = append(errs, fmt.Errorf("duration %s with warm-up %s: the load must run at least a second after the fault", o.Duration, o.Warmup))
+	}
+	if o.Registers < 0 || o.Registers > 64 {
+		errs = append(errs, fmt.Errorf("register clients %d: want 0 to 64", o.Registers))
+	}
+	switch {
+	case o.ReplicationDelay == 0:
+	case o.ReplicationDelay < time.Millisecond || o.ReplicationDelay > 10*time.Second:
+		errs = append(errs, fmt.Errorf("replication delay %s: want 1ms to 10s (one way), or 0 for none", o.ReplicationDelay))
+	case o.Scenario != ScenarioRegionOutage && o.Scenario != ScenarioPartition:
+		errs = append(errs, fmt.Errorf("replication delay with %s: the delay would outlast the drill; use it with %s or %s, whose fault cuts the replication link",
+			o.Scenario, ScenarioRegionOutage, ScenarioPartition))
 	}
 	if o.Timeout <= 0 || o.Pause < 0 {
 		errs = append(errs, fmt.Errorf("timeout %s, pause %s: want a positive timeout and a pause of 0 or more", o.Timeout, o.Pause))
@@ -176,17 +201,33 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}()
 
-	say("%s drill of %s: %d clients for %s, the fault after %s (active %s)", o.Scenario, spec.Service, o.Clients, o.Duration, o.Warmup, active)
+	if o.ReplicationDelay > 0 {
+		if _, err := lab.Fault(ctx, o.Dir, lab.FaultRequest{Kind: lab.FaultLatency, Latency: o.ReplicationDelay.String()}); err != nil {
+			return nil, fmt.Errorf("delaying the replication link by %s: %w", o.ReplicationDelay, err)
+		}
+		say("replication link delayed by %s each way: the standby lags", o.ReplicationDelay)
+	}
+	say("%s drill of %s: %d clients and %d register clients for %s, the fault after %s (active %s)", o.Scenario, spec.Service, o.Clients, o.Registers, o.Duration, o.Warmup, active)
 	run := fmt.Sprintf("drill-%d", time.Now().UnixNano())
 	loadCtx, stopLoad := context.WithTimeout(ctx, o.Duration)
 	defer stopLoad()
 	attempts := make([][]Attempt, o.Clients)
+	registerOps := make([][]Attempt, o.Registers)
 	var lwg sync.WaitGroup
 	for c := range o.Clients {
 		lwg.Add(1)
 		go func() {
 			defer lwg.Done()
 			attempts[c] = writeOrders(loadCtx, in.Front, run, c, o.Pause, o.Timeout)
+		}()
+	}
+	for c := range o.Registers {
+		lwg.Add(1)
+		go func() {
+			defer lwg.Done()
+			// Numbered after the order writers, so a client number names
+			// one client in the whole report.
+			registerOps[c] = useRegisters(loadCtx, in.Front, run, o.Clients+c, o.Pause, o.Timeout)
 		}()
 	}
 
@@ -197,7 +238,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	fault := &Fault{Kind: o.Scenario, Region: active, At: time.Now()}
 	say("fault: %s (%s) at %s", o.Scenario, active, fault.At.Format("15:04:05.000"))
-	if err := inject(ctx, o, in, spec, st, fault, automatic); err != nil {
+	if err := inject(ctx, o, in, spec, st, fault, automatic, say); err != nil {
 		stopLoad()
 		lwg.Wait()
 		return nil, fmt.Errorf("injecting %s: %w", o.Scenario, err)
@@ -207,6 +248,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 
 	lwg.Wait()
+	if o.Scenario == ScenarioControllerCrash {
+		if ls, err := lab.LabStatus(ctx, o.Dir); err == nil {
+			for _, c := range ls.Controllers {
+				if c.Leader {
+					say("the controllers' leader is now %s's", c.Region)
+				}
+			}
+		}
+	}
 	say("load done; waiting for the service to settle")
 	settled, err := settle(ctx, st, fault.At)
 	if err != nil {
@@ -228,12 +278,113 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	base, err := reportBase(o, in)
+	if err != nil {
+		return nil, err
+	}
 	input := Input{Scenario: o.Scenario, Service: spec.Service, Attempts: all, Final: final, Fault: fault, Steps: steps, Lag: lag, Objectives: ObjectivesOf(spec.Objectives)}
+	if o.Registers > 0 {
+		for _, ops := range registerOps {
+			input.RegisterOps = append(input.RegisterOps, ops...)
+		}
+		say("checking the register history (%d operations) for linearizability", len(input.RegisterOps))
+		ro := DefaultRegisterOptions()
+		ro.Visualization = base + "-register.html"
+		reg := CheckRegister(input.RegisterOps, ro)
+		input.Register = &reg
+	}
 	rep, err := BuildReport(input, DefaultReportOptions())
 	if err != nil {
 		return nil, err
 	}
-	return writeReport(o, in, rep)
+	return writeReport(base, rep)
+}
+
+// outcome says whether an attempt that was not acknowledged may still have
+// taken effect: only a refused connection, a 4xx, or the shop's own
+// "read-only" refusal prove it did not. Anything else (a timeout, a reset,
+// a proxy's 5xx) is unknown.
+func outcome(err error, status int, body string) string {
+	var op *net.OpError
+	switch {
+	case err != nil && errors.As(err, &op) && op.Op == "dial":
+		return OutcomeFailed
+	case err != nil:
+		return OutcomeUnknown
+	case status >= 400 && status < 500:
+		return OutcomeFailed
+	case status == http.StatusServiceUnavailable && strings.Contains(body, "read-only"):
+		return OutcomeFailed
+	}
+	return OutcomeUnknown
+}
+
+// registerKeys is how many registers the register clients share: few, so
+// that they contend for them, and more than one, so that porcupine checks
+// smaller histories.
+const registerKeys = 3
+
+// useRegisters writes unique values to and reads the drill's registers
+// from one client until ctx ends, one operation at a time, each recorded
+// with its call and return times.
+func useRegisters(ctx context.Context, front, run string, client int, pause, timeout time.Duration) []Attempt {
+	hc := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	rng := rand.New(rand.NewPCG(uint64(client), uint64(time.Now().UnixNano())))
+	var out []Attempt
+	for seq := 0; ctx.Err() == nil; seq++ {
+		a := Attempt{Client: client, Seq: seq, Kind: KindRead, ID: fmt.Sprintf("%s-r%d", run, rng.IntN(registerKeys))}
+		req, _ := http.NewRequest(http.MethodGet, "http://"+front+"/register/"+a.ID, nil)
+		if rng.IntN(2) == 0 {
+			a.Kind, a.Value = KindWrite, fmt.Sprintf("c%d-%d", client, seq)
+			body, _ := json.Marshal(map[string]string{"value": a.Value})
+			req, _ = http.NewRequest(http.MethodPut, "http://"+front+"/register/"+a.ID, bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+		}
+		a.Start = time.Now()
+		resp, err := hc.Do(req)
+		var status int
+		var b []byte
+		if err == nil {
+			b, err = io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			status = resp.StatusCode
+		}
+		a.End = time.Now()
+		var p struct {
+			Value  string `json:"value"`
+			Region string `json:"region"`
+		}
+		switch {
+		case err != nil:
+			a.Err = err.Error()
+		case status == http.StatusOK && json.Unmarshal(b, &p) == nil && (a.Kind == KindRead || p.Value == a.Value):
+			a.OK, a.Region = true, p.Region
+			if a.Kind == KindRead {
+				a.Value = p.Value
+			}
+		default:
+			a.Err = strings.TrimSpace(fmt.Sprintf("%d %s", status, b))
+		}
+		a.Outcome = OutcomeOK
+		if !a.OK {
+			a.Outcome = outcome(err, status, string(b))
+			if a.Kind == KindRead {
+				a.Value = ""
+			}
+		}
+		out = append(out, a)
+		wait := pause
+		if !a.OK {
+			// Longer than an order writer's: every write of unknown outcome
+			// widens the linearizability search.
+			wait = 200 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+	return out
 }
 
 // writeOrders posts orders from one client until ctx ends: each has a
@@ -248,9 +399,10 @@ func writeOrders(ctx context.Context, front, run string, client int, pause, time
 		body, _ := json.Marshal(map[string]any{"item": id, "qty": 1})
 		resp, err := hc.Post("http://"+front+"/orders", "application/json", bytes.NewReader(body))
 		a.End = time.Now()
+		a.Outcome = OutcomeOK
 		switch {
 		case err != nil:
-			a.Err = err.Error()
+			a.Err, a.Outcome = err.Error(), outcome(err, 0, "")
 		default:
 			b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
@@ -261,7 +413,7 @@ func writeOrders(ctx context.Context, front, run string, client int, pause, time
 			if resp.StatusCode == http.StatusCreated && json.Unmarshal(b, &p) == nil && p.ID > 0 {
 				a.OK, a.Region = true, p.Region
 			} else {
-				a.Err = strings.TrimSpace(resp.Status + " " + string(b))
+				a.Err, a.Outcome = strings.TrimSpace(resp.Status+" "+string(b)), outcome(nil, resp.StatusCode, string(b))
 			}
 		}
 		out = append(out, a)
@@ -286,7 +438,7 @@ func writeOrders(ctx context.Context, front, run string, client int, pause, time
 
 // inject does the scenario's fault, and the failover or move the scenario
 // asks of Lifeboat when no controller will act on its own.
-func inject(ctx context.Context, o Options, in *lab.Info, spec *lifeboat.Spec, st lifeboat.Store, fault *Fault, automatic bool) error {
+func inject(ctx context.Context, o Options, in *lab.Info, spec *lifeboat.Spec, st lifeboat.Store, fault *Fault, automatic bool, say func(string, ...any)) error {
 	switch o.Scenario {
 	case ScenarioRegionOutage, ScenarioRegionHang:
 		kind := lab.FaultRegionDown
@@ -299,14 +451,14 @@ func inject(ctx context.Context, o Options, in *lab.Info, spec *lifeboat.Spec, s
 		if automatic {
 			return nil // the controllers decide
 		}
-		return runPlan(ctx, spec, st, lifeboat.IntentFailover)
+		return runPlan(ctx, spec, st, lifeboat.IntentFailover, say)
 	case ScenarioPartition:
 		_, err := lab.Fault(ctx, o.Dir, lab.FaultRequest{Kind: lab.FaultPartition})
 		return err
 	case ScenarioPlannedSwitchover:
-		return runPlan(ctx, spec, st, lifeboat.IntentSwitchover)
+		return runPlan(ctx, spec, st, lifeboat.IntentSwitchover, say)
 	case ScenarioFailback:
-		return runPlan(ctx, spec, st, lifeboat.IntentFailback)
+		return runPlan(ctx, spec, st, lifeboat.IntentFailback, say)
 	case ScenarioControllerCrash:
 		ls, err := lab.LabStatus(ctx, o.Dir)
 		if err != nil {
@@ -315,7 +467,11 @@ func inject(ctx context.Context, o Options, in *lab.Info, spec *lifeboat.Spec, s
 		for _, c := range ls.Controllers {
 			if c.Leader && c.PID > 0 {
 				fault.Region = c.Region
-				return syscall.Kill(c.PID, syscall.SIGKILL)
+				if err := syscall.Kill(c.PID, syscall.SIGKILL); err != nil {
+					return fmt.Errorf("SIGKILL to %s's controller (PID %d): %w", c.Region, c.PID, err)
+				}
+				say("SIGKILLed the leading controller, %s's (PID %d)", c.Region, c.PID)
+				return nil
 			}
 		}
 		return errors.New("no controller leads now: nothing to crash (is the lab's monitor on?)")
@@ -325,11 +481,12 @@ func inject(ctx context.Context, o Options, in *lab.Info, spec *lifeboat.Spec, s
 
 // runPlan plans and runs intent now, as 'lifeboat <intent> --yes' would,
 // in the background: the load measures it.
-func runPlan(ctx context.Context, spec *lifeboat.Spec, st lifeboat.Store, intent lifeboat.Intent) error {
+func runPlan(ctx context.Context, spec *lifeboat.Spec, st lifeboat.Store, intent lifeboat.Intent, say func(string, ...any)) error {
 	state, err := st.State(ctx)
 	if err != nil {
 		return err
 	}
+	say("planning the %s from %s (epoch %d)", intent, state.Active, state.Epoch)
 	p, err := planner.Plan(spec, state, intent, "")
 	if err != nil {
 		return err
@@ -347,7 +504,10 @@ func runPlan(ctx context.Context, spec *lifeboat.Spec, st lifeboat.Store, intent
 	if err != nil {
 		return err
 	}
-	_, err = eng.Start(context.WithoutCancel(ctx), p)
+	f, err := eng.Start(context.WithoutCancel(ctx), p)
+	if err == nil {
+		say("run %s started: the %s plan of %d steps", f.RunID(), intent, len(p.Steps))
+	}
 	return err
 }
 
@@ -439,16 +599,21 @@ func readSteps(ctx context.Context, st lifeboat.Store, since time.Time) ([]Step,
 	return out, nil
 }
 
-// writeReport writes the report as JSON and HTML under o.Out.
-func writeReport(o Options, in *lab.Info, rep *Report) (*Result, error) {
+// reportBase is the path, less its extension, of the report's files under
+// o.Out.
+func reportBase(o Options, in *lab.Info) (string, error) {
 	out := o.Out
 	if out == "" {
 		out = filepath.Join(in.Dir, "drills")
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
-		return nil, err
+		return "", fmt.Errorf("creating the report directory: %w (set --out to a writable directory)", err)
 	}
-	base := filepath.Join(out, time.Now().Format("20060102-150405")+"-"+o.Scenario)
+	return filepath.Join(out, time.Now().Format("20060102-150405")+"-"+o.Scenario), nil
+}
+
+// writeReport writes the report as base.json and base.html.
+func writeReport(base string, rep *Report) (*Result, error) {
 	res := &Result{Report: rep, JSON: base + ".json", HTML: base + ".html"}
 	for _, f := range []struct {
 		path  string

@@ -7,6 +7,11 @@
 //	POST /orders        {"item": "tea", "qty": 2} → 201 {"id": 7, "region": "west"}
 //	                    (answered only after the INSERT has committed)
 //	GET  /orders/{id}   → 200 the order, or 404
+//	PUT  /register/{key} {"value": "v1"} → 200 {"key": "k", "value": "v1", "region": "west"}
+//	                    (answered only after the write has committed)
+//	GET  /register/{key} → 200 {"key": "k", "value": "v1", "region": "west"}, value ""
+//	                    when never written; only from a writable primary (503 on a
+//	                    standby or a fenced primary), so a read never sees a stale copy
 //	GET  /healthz       → 200 when the database answers (even read-only), or 503 with the reason
 //	GET  /readyz        → 200 only when the database takes writes, or 503 with the reason
 package shop
@@ -109,7 +114,7 @@ type Shop struct {
 	cfg    Config
 	log    *slog.Logger
 	pool   *pgxpool.Pool
-	schema atomic.Bool // the orders table is known to exist
+	schema atomic.Bool // the orders and registers tables are known to exist
 }
 
 // New creates the shop and its connection pool. It does not need the
@@ -157,19 +162,30 @@ const schemaSQL = `CREATE TABLE IF NOT EXISTS orders (
 	created_at timestamptz NOT NULL DEFAULT now()
 )`
 
+// registerSQL is the register workload's table: one value per key, the
+// last write wins. A drill checks its history for linearizability.
+const registerSQL = `CREATE TABLE IF NOT EXISTS registers (
+	key        text PRIMARY KEY,
+	value      text NOT NULL,
+	region     text NOT NULL,
+	updated_at timestamptz NOT NULL DEFAULT now()
+)`
+
 func (s *Shop) ensureSchema(ctx context.Context) error {
 	if s.schema.Load() {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, schemaSQL)
-	var pe *pgconn.PgError
-	// Two shops creating the table at once: one wins, the other sees a
-	// duplicate in the catalog; the table exists either way.
-	if err == nil || errors.As(err, &pe) && (pe.Code == "42P07" || pe.Code == "23505") {
-		s.schema.Store(true)
-		return nil
+	for _, sql := range []string{schemaSQL, registerSQL} {
+		_, err := s.pool.Exec(ctx, sql)
+		var pe *pgconn.PgError
+		// Two shops creating a table at once: one wins, the other sees a
+		// duplicate in the catalog; the table exists either way.
+		if err != nil && !(errors.As(err, &pe) && (pe.Code == "42P07" || pe.Code == "23505")) {
+			return err
+		}
 	}
-	return err
+	s.schema.Store(true)
+	return nil
 }
 
 // Handler routes the shop's endpoints, with a timeout and one log line per
@@ -178,6 +194,8 @@ func (s *Shop) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /orders", s.postOrder)
 	mux.HandleFunc("GET /orders/{id}", s.getOrder)
+	mux.HandleFunc("PUT /register/{key}", s.putRegister)
+	mux.HandleFunc("GET /register/{key}", s.getRegister)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	return s.logged(mux)
@@ -258,6 +276,80 @@ func (s *Shop) getOrder(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.reply(w, http.StatusOK, o)
 	}
+}
+
+// Register is a register's value as PUT and GET answer it; Region is the
+// region whose database wrote (PUT) or read (GET) it.
+type Register struct {
+	Key    string `json:"key"`
+	Value  string `json:"value"`
+	Region string `json:"region"`
+}
+
+func validKey(w http.ResponseWriter, s *Shop, key string) bool {
+	if key == "" || len(key) > 200 {
+		s.fail(w, http.StatusBadRequest, "a register key is 1 to 200 bytes: PUT or GET /register/{key}")
+		return false
+	}
+	return true
+}
+
+func (s *Shop) putRegister(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	if !validKey(w, s, key) {
+		return
+	}
+	var req struct {
+		Value string `json:"value"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.Value == "" || len(req.Value) > 1000 {
+		s.fail(w, http.StatusBadRequest, `body is not a register write: send {"value": "v1"} with a non-empty value of at most 1000 bytes`)
+		return
+	}
+	ctx := r.Context()
+	if err := s.ensureSchema(ctx); err != nil {
+		s.dbFail(w, "create the registers table", err)
+		return
+	}
+	// Autocommit, like an order: a 200 is a committed write.
+	err := s.withRetry(ctx, func() error {
+		_, err := s.pool.Exec(ctx, `INSERT INTO registers (key, value, region) VALUES ($1, $2, $3)
+			ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, region = EXCLUDED.region, updated_at = now()`,
+			key, req.Value, s.cfg.Region)
+		return err
+	})
+	if err != nil {
+		s.dbFail(w, "write the register", err)
+		return
+	}
+	s.reply(w, http.StatusOK, Register{Key: key, Value: req.Value, Region: s.cfg.Region})
+}
+
+// getRegister reads with FOR SHARE, which PostgreSQL refuses on a standby
+// and in a read-only (fenced) transaction: a replica, possibly behind,
+// answers 503 instead of a stale value, so the register's reads are only
+// ever the primary's.
+func (s *Shop) getRegister(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	if !validKey(w, s, key) {
+		return
+	}
+	ctx := r.Context()
+	if err := s.ensureSchema(ctx); err != nil {
+		s.dbFail(w, "create the registers table", err)
+		return
+	}
+	var value string
+	err := s.withRetry(ctx, func() error {
+		return s.pool.QueryRow(ctx, `SELECT value FROM registers WHERE key = $1 FOR SHARE`, key).Scan(&value)
+	})
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		s.dbFail(w, "read the register", err)
+		return
+	}
+	s.reply(w, http.StatusOK, Register{Key: key, Value: value, Region: s.cfg.Region})
 }
 
 // healthz answers 200 when this region's database answers quickly, even if

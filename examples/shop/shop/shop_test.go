@@ -445,3 +445,55 @@ func BenchmarkPlaceOrder(b *testing.B) {
 		}
 	}
 }
+
+// The register: a PUT answers after commit, a GET reads the primary's
+// value ("" when never written), and neither a standby nor a fenced
+// primary answers a read, so that no stale value is ever served.
+func TestRegisterReadsOnlyThePrimary(t *testing.T) {
+	primary := pgtest.StartPrimary(t, pgtest.Name("west"))
+	standby := pgtest.StartStandby(t, primary, pgtest.Name("east"))
+	west := startShop(t, primary.DSN("postgres"), "primary")
+	east := startShop(t, standby.DSN("postgres"), "secondary")
+
+	if code, body := west.do("GET", "/register/k1", ""); code != http.StatusOK || !strings.Contains(body, `"value":""`) {
+		t.Fatalf("GET of a register never written: %d %s, want 200 with value \"\"", code, body)
+	}
+	for _, v := range []string{"v1", "v2"} {
+		if code, body := west.do("PUT", "/register/k1", fmt.Sprintf(`{"value": %q}`, v)); code != http.StatusOK {
+			t.Fatalf("PUT /register/k1 %s: %d %s", v, code, body)
+		}
+	}
+	code, body := west.do("GET", "/register/k1", "")
+	var got Register
+	if err := json.Unmarshal([]byte(body), &got); code != http.StatusOK || err != nil || got.Value != "v2" || got.Region != "primary" {
+		t.Fatalf("GET /register/k1: %d %s, want v2 from primary", code, body)
+	}
+	if code, body := west.do("PUT", "/register/k1", `{"value": ""}`); code != http.StatusBadRequest {
+		t.Fatalf("PUT of an empty value: %d %s, want 400", code, body)
+	}
+
+	east.waitHealth(http.StatusOK, "database is read-only (standby)")
+	if code, body := east.do("GET", "/register/k1", ""); code != http.StatusServiceUnavailable || !strings.Contains(body, "read-only") {
+		t.Fatalf("GET on the standby's shop: %d %s, want 503 read-only", code, body)
+	}
+	if code, body := east.do("PUT", "/register/k1", `{"value": "v3"}`); code != http.StatusServiceUnavailable {
+		t.Fatalf("PUT on the standby's shop: %d %s, want 503", code, body)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, primary.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, sql := range []string{"ALTER SYSTEM SET default_transaction_read_only = on", "SELECT pg_reload_conf()"} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	eventually(t, "GET on a fenced primary to be refused as read-only", func() (bool, string) {
+		code, body := west.do("GET", "/register/k1", "")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "read-only"), fmt.Sprintf("%d %s", code, body)
+	})
+}
