@@ -78,6 +78,8 @@ deletes the unit, always (also on failure or Ctrl-C).`,
 	f.DurationVar(&o.Duration, "duration", o.Duration, "how long the load runs in all")
 	f.DurationVar(&o.Warmup, "warmup", o.Warmup, "load before the fault")
 	f.IntVar(&o.Clients, "clients", o.Clients, "clients writing side by side")
+	f.IntVar(&o.Registers, "registers", o.Registers, "clients of the register workload, checked for linearizability (0: none)")
+	f.DurationVar(&o.ReplicationDelay, "replication-delay", 0, "delay each way on the replication link before the load (region-outage, partition): an async standby then lags, and the loss is set against the lag")
 	f.StringVar(&o.Out, "out", "", "where the report goes (default <lab>/drills)")
 	return cmd
 }
