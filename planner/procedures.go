@@ -21,6 +21,7 @@ type builder struct {
 	standUp map[lifeboat.Ref]string // compute → last stand-up step in `to`
 	stop    map[lifeboat.Ref]string // compute → its stop step in `from`
 	traffic map[string][]string     // unit → its traffic switches
+	rejoins map[string][]string     // unit → its rejoin steps (planned moves)
 	losses  []loss                  // failover: data each database may lose
 	compOf  map[string]lifeboat.Ref // step ID → component, for misses
 }
@@ -264,6 +265,16 @@ func (b *builder) move(standUpFirst bool) error {
 				return err
 			}
 		}
+		// A rejoin (pg_rewind, or a new base backup) streams while the
+		// service still runs: stopping writes before it is done would make
+		// the whole rebuild part of the outage.
+		for _, cn := range lifeboat.SortedKeys(u.Compute) {
+			if id, ok := b.stop[lifeboat.Ref{Unit: un, Component: cn}]; ok && len(b.rejoins[un]) > 0 {
+				st := b.p.Step(id)
+				st.DependsOn = uniq(append(st.DependsOn, b.rejoins[un]...))
+				st.Why += "; after the rejoin, which runs while the service still serves"
+			}
+		}
 	}
 	if !standUpFirst {
 		b.standUps(nil)
@@ -357,6 +368,10 @@ func (b *builder) moveDatabase(un, dn string, d lifeboat.Database) error {
 			pre = []string{add(&lifeboat.Step{ID: stepID(lifeboat.OpDatabaseRejoin, toName), Op: lifeboat.OpDatabaseRejoin,
 				Resource: toName, Region: b.to, FromResource: fromName, FromRegion: b.from, Estimate: lifeboat.EstimateRejoin, DependsOn: pre,
 				Why: fmt.Sprintf("the copy in %s is not a replica (%s per the state): rebuild it as a replica of %s (writes that never replicated go to quarantine)", b.to, toRole, b.from)})}
+			if b.rejoins == nil {
+				b.rejoins = map[string][]string{}
+			}
+			b.rejoins[un] = append(b.rejoins[un], pre...)
 		}
 		add(&lifeboat.Step{ID: stepID(lifeboat.OpDatabaseSwitchover, toName), Op: lifeboat.OpDatabaseSwitchover,
 			Resource: toName, Region: b.to, FromResource: fromName, FromRegion: b.from, Estimate: lifeboat.EstimateSwitchover,
