@@ -309,11 +309,13 @@ func dial(ctx context.Context, endpoints []string, timeout time.Duration) (*clie
 		Endpoints:   endpoints,
 		DialTimeout: timeout,
 		// A member behind a partition drops packets and its connection
-		// looks alive: ping it, so that calls go to the others within
-		// about two seconds instead of waiting on it.
+		// looks alive: ping it while a call is in flight, so that calls go
+		// to the others within about two seconds instead of waiting on it.
+		// Not while idle: etcd's members refuse pings without a stream
+		// (GOAWAY "too_many_pings"), which cut idle clients off.
 		DialKeepAliveTime:    time.Second,
 		DialKeepAliveTimeout: time.Second,
-		PermitWithoutStream:  true,
+		PermitWithoutStream:  false,
 		Logger:               zap.NewNop(),
 	})
 	if err != nil {
