@@ -152,8 +152,14 @@ func InitialState(s *Spec, now time.Time) *State {
 			})
 		}
 		for dn, d := range u.Databases {
-			add(dn, KindDatabase, p, GroupPermanent, func(r *Resource) { r.Role = DBPrimary })
-			add(dn, KindDatabase, sec, GroupPermanent, func(r *Resource) {
+			// A database starts primary in its home: the primary region,
+			// or the region a tenant pool it hosts names (split placement).
+			home, away := p, sec
+			if s.HomeOf(un, dn) == sec {
+				home, away = sec, p
+			}
+			add(dn, KindDatabase, home, GroupPermanent, func(r *Resource) { r.Role = DBPrimary })
+			add(dn, KindDatabase, away, GroupPermanent, func(r *Resource) {
 				switch d.DRMode {
 				case DRGeoReplica:
 					r.Role = DBReplica
@@ -174,6 +180,22 @@ func InitialState(s *Spec, now time.Time) *State {
 		}
 	}
 	return st
+}
+
+// HomeOf is the region where a database's primary belongs: the region of
+// the tenant pool it hosts, if that pool names one (seed 004's split
+// placement puts half the paid tenants' primaries in the secondary), else
+// the primary region. Failback brings each database to its home.
+func (s *Spec) HomeOf(unit, database string) string {
+	if s.Tenants != nil {
+		ref := unit + "." + database
+		for _, pn := range SortedKeys(s.Tenants.Pools) {
+			if p := s.Tenants.Pools[pn]; p.Database == ref && p.Region != "" && s.Regions.Has(p.Region) {
+				return p.Region
+			}
+		}
+	}
+	return s.Regions.Primary.Name
 }
 
 // Resource returns the resource of a component in a region (nil if none).

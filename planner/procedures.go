@@ -340,6 +340,10 @@ func (b *builder) moveDatabase(un, dn string, d lifeboat.Database) error {
 		b.note("%s has dr-mode none: its data does not move; in %s the service uses the copy there as it is, and anything written to it in %s is not carried over.", ref, b.to, b.from)
 		return nil
 	}
+	if home := b.s.HomeOf(un, dn); b.intent == lifeboat.IntentFailback && home == b.from && fromRole == lifeboat.DBPrimary {
+		b.note("%s stays primary in %s, its home (a tenant pool placed there): failback brings each database home.", ref, home)
+		return nil
+	}
 	if fromRole != lifeboat.DBPrimary {
 		if toRole == lifeboat.DBPrimary {
 			return nil // the data is already in `to`
