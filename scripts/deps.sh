@@ -8,8 +8,10 @@ set -eu
 # driver, the shop example and the lab (its binaries are used directly from
 # /usr/lib/postgresql/15/bin; no system cluster is needed); dig (dnsutils)
 # to check the DNS server's answers; BIND 9 for the RFC 2136 driver's tests;
-# Chromium to render the drill's report (and, later, the dashboard).
-PACKAGES="postgresql-15 dnsutils bind9 dnsperf chromium"
+# Chromium to render the drill's report (and, later, the dashboard);
+# Prometheus for promtool, which checks what /metrics serves (the package's
+# own server is never started: see policy-rc.d below).
+PACKAGES="postgresql-15 dnsutils bind9 dnsperf chromium prometheus"
 [ $# -eq 0 ] || PACKAGES="$*"
 
 missing=""

@@ -44,6 +44,9 @@ type Server struct {
 	// served only while gen is what it was before the answer was built.
 	gen  atomic.Uint64
 	addr string
+	// stats count the answers (Stats); per read loop, so counting costs
+	// an uncontended atomic add.
+	stats stats
 }
 
 // New returns a server for c; Start serves it.
@@ -111,7 +114,7 @@ func (s *Server) Start() error {
 	}
 	for _, c := range s.udp {
 		s.loops.Add(1)
-		go s.serveUDP(c)
+		go s.serveUDP(c, s.stats.newLoopCounters())
 	}
 	s.log.Info("dns: serving", "addr", s.addr, "serial", s.Serial(), "udp_sockets", len(s.udp))
 	return nil
@@ -122,13 +125,14 @@ func (s *Server) Start() error {
 // after its ID (so the asked name's case and the EDNS size are part of the
 // key), and serves one again only while nothing changed since it was built
 // (gen); weighted names, which pick a region per query, are never cached.
-func (s *Server) serveUDP(c net.PacketConn) {
+func (s *Server) serveUDP(c net.PacketConn, st *counters) {
 	defer s.loops.Done()
 	in := make([]byte, dns.MaxMsgSize)
 	out := make([]byte, 0, maxUDP)
 	type cached struct {
-		gen uint64
-		msg []byte
+		gen  uint64
+		stat uint16 // the answer's statKey: a hit counts without parsing
+		msg  []byte
 	}
 	cache := map[string]cached{}
 	for {
@@ -140,6 +144,7 @@ func (s *Server) serveUDP(c net.PacketConn) {
 			continue
 		}
 		if n < 12 {
+			st.dropped.Add(1)
 			continue // not even a DNS header
 		}
 		gen := s.gen.Load()
@@ -147,10 +152,12 @@ func (s *Server) serveUDP(c net.PacketConn) {
 			out = append(out[:0], e.msg...)
 			out[0], out[1] = in[0], in[1] // the query's ID
 			_, _ = c.WriteTo(out, from)
+			st.count(e.stat)
 			continue
 		}
 		req := new(dns.Msg)
 		if err := req.Unpack(in[:n]); err != nil || req.Response {
+			st.dropped.Add(1)
 			continue // not a query we can read: no answer, as a resolver expects
 		}
 		m := s.answer(req)
@@ -160,14 +167,17 @@ func (s *Server) serveUDP(c net.PacketConn) {
 		}
 		m.Truncate(size)
 		if out, err = m.PackBuffer(out[:0]); err != nil {
+			st.dropped.Add(1)
 			continue
 		}
 		_, _ = c.WriteTo(out, from)
+		key := statKey(req, m)
+		st.count(key)
 		if len(req.Question) == 1 && !s.weightedName(req.Question[0].Name) {
 			if len(cache) >= maxCached {
 				clear(cache)
 			}
-			cache[string(in[2:n])] = cached{gen: gen, msg: bytes.Clone(out)}
+			cache[string(in[2:n])] = cached{gen: gen, stat: key, msg: bytes.Clone(out)}
 		}
 	}
 }
@@ -249,7 +259,15 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		}
 		m.Truncate(size)
 	}
-	_ = w.WriteMsg(m)
+	st := &s.stats.tcp
+	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+		st = &s.stats.udpServed
+	}
+	if err := w.WriteMsg(m); err != nil {
+		st.dropped.Add(1)
+		return
+	}
+	st.count(statKey(req, m))
 }
 
 // maxUDP is the EDNS0 buffer size we advertise: the DNS flag day 2020

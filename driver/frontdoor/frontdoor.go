@@ -58,11 +58,23 @@ const (
 	evRouteNew  = "route new"  // a listener routes to the new region
 )
 
-// Stats counts a listener's connections.
+// Stats counts a listener's connections. The counters (Accepted, Routed,
+// Refused, Closed) only grow; Active and Held are how many there are now.
 type Stats struct {
-	Routed  uint64 // forwarded to an upstream
-	Refused uint64 // closed unforwarded: fenced, no route in time, or the upstream did not answer
-	Closed  uint64 // established, then closed by a switch or a fence
+	Accepted uint64 // accepted from clients
+	Routed   uint64 // forwarded to an upstream
+	Refused  uint64 // closed unforwarded: fenced, no route in time, or the upstream did not answer
+	Closed   uint64 // established, then closed by a switch or a fence
+	// Active are the connections forwarded now (client and upstream legs
+	// both open).
+	Active int64
+	// Held are the connections waiting now for a route (during a switch,
+	// or before the first one), up to HoldTimeout each.
+	Held int64
+	// Fenced: the listener is started and its lease ran out (or was never
+	// granted); it refuses every connection until the control plane
+	// renews it.
+	Fenced bool
 }
 
 // FrontDoor is the set of listeners and their route.
@@ -159,7 +171,14 @@ func (f *FrontDoor) Stats(listener string) Stats {
 	if l == nil {
 		return Stats{}
 	}
-	return Stats{Routed: l.routedN.Load(), Refused: l.refusedN.Load(), Closed: l.closedN.Load()}
+	f.mu.Lock()
+	started := f.started
+	f.mu.Unlock()
+	l.mu.Lock()
+	fenced := started && l.expiredLocked(l.f.c.Now())
+	l.mu.Unlock()
+	return Stats{Accepted: l.acceptedN.Load(), Routed: l.routedN.Load(), Refused: l.refusedN.Load(), Closed: l.closedN.Load(),
+		Active: l.activeN.Load(), Held: l.heldN.Load(), Fenced: fenced}
 }
 
 // Renew extends every listener's lease to Lease from now, and lifts a
@@ -344,7 +363,8 @@ type listener struct {
 	closed bool
 	conns  map[*conn]struct{}
 
-	routedN, refusedN, closedN atomic.Uint64
+	routedN, refusedN, closedN, acceptedN atomic.Uint64
+	activeN, heldN                        atomic.Int64
 }
 
 // conn is one client connection and its upstream leg.
@@ -378,6 +398,7 @@ func (l *listener) accept() {
 			}
 			return // closed
 		}
+		l.acceptedN.Add(1)
 		l.f.wg.Add(1)
 		go l.handle(c)
 	}
@@ -387,6 +408,14 @@ func (l *listener) accept() {
 func (l *listener) handle(c net.Conn) {
 	defer l.f.wg.Done()
 	var hold <-chan time.Time
+	holding := false // counted in heldN
+	unhold := func() {
+		if holding {
+			l.heldN.Add(-1)
+			holding = false
+		}
+	}
+	defer unhold()
 	for {
 		l.mu.Lock()
 		switch {
@@ -400,6 +429,7 @@ func (l *listener) handle(c net.Conn) {
 			l.conns[cn] = struct{}{}
 			up := l.upstreams[l.region]
 			l.mu.Unlock()
+			unhold()
 			l.forward(ctx, cn, up)
 			return
 		}
@@ -413,6 +443,8 @@ func (l *listener) handle(c net.Conn) {
 			t := time.NewTimer(l.f.c.HoldTimeout)
 			defer t.Stop()
 			hold = t.C
+			l.heldN.Add(1)
+			holding = true
 		}
 		select {
 		case <-routed:
@@ -466,6 +498,8 @@ func (l *listener) forward(ctx context.Context, cn *conn, upstream string) {
 	cn.up = u
 	l.mu.Unlock()
 	l.routedN.Add(1)
+	l.activeN.Add(1)
+	defer l.activeN.Add(-1)
 
 	pipe := func(dst, src net.Conn, done chan<- error) {
 		// io.Copy between TCP conns splices on Linux: no copy through user space.
