@@ -26,6 +26,7 @@ func check(d *decoder, s *lifeboat.Spec) {
 	c.units()
 	c.dependencies()
 	c.tenants()
+	c.apiSection()
 	c.hooks()
 	c.drivers()
 	c.monitor()

@@ -97,6 +97,7 @@ another file. Runs are journaled: an interrupted run continues with
 		a.historyCommand(),
 		a.unitsCommand(),
 		a.tenantCommand(),
+		a.auditCommand(), a.apiCommand(),
 		a.serveCommand(),
 		a.labCommand(),
 	)

@@ -2,60 +2,26 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/lifeboat-dr/lifeboat"
 	"github.com/lifeboat-dr/lifeboat/controller"
-	"github.com/lifeboat-dr/lifeboat/driver"
 	"github.com/lifeboat-dr/lifeboat/monitor"
-	"github.com/lifeboat-dr/lifeboat/store"
+	"github.com/lifeboat-dr/lifeboat/status"
 )
 
 // readiness evaluates the readiness checks now, asking the drivers; ctrls
 // (what the regions' controllers published, nil when none run) says
 // whether the witness is reachable.
 func readiness(ctx context.Context, s *session, ctrls map[string]controller.Status) []monitor.Check {
-	drivers, err := driver.FromSpec(s.spec, s.state)
-	if err != nil {
-		return []monitor.Check{{Name: "drivers", OK: false, Reason: err.Error(), At: time.Now()}}
-	}
-	facts := monitor.Gather(ctx, s.spec, drivers, s.state, s.store)
-	if w := s.spec.Regions.Witness; w != nil && ctrls != nil {
-		st, ok := ctrls[w.Name]
-		facts.Witness.Known = true
-		facts.Witness.Reachable = ok && st.Quorum
-		if facts.Witness.Reachable {
-			facts.Witness.Detail = fmt.Sprintf("%s's controller is in the quorum (decided %s)", w.Name, since(st.DecidedAt))
-		} else {
-			facts.Witness.Detail = fmt.Sprintf("%s's controller publishes nothing under a live lease", w.Name)
-		}
-	}
-	return monitor.Evaluate(s.spec, s.state, facts, time.Now())
+	return status.Readiness(ctx, s.spec, s.state, s.store, ctrls)
 }
 
 // controllers reads what each region's controller last published; nil
 // when the spec has no shared store (no controllers).
 func controllers(ctx context.Context, s *session) (map[string]controller.Status, error) {
-	if len(s.spec.Store.Members) == 0 && len(s.spec.Store.Endpoints) == 0 {
-		return nil, nil
-	}
-	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	views, err := store.ReadViews(rctx, s.store)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]controller.Status{}
-	for region, keys := range views {
-		var st controller.Status
-		if b, ok := keys["controller"]; ok && json.Unmarshal(b, &st) == nil {
-			out[region] = st
-		}
-	}
-	return out, nil
+	return status.Controllers(ctx, s.spec, s.store)
 }
 
 // printControllers prints the controllers' table, the leader's reasons and
@@ -118,15 +84,7 @@ func (a *app) printControllers(spec *lifeboat.Spec, st *lifeboat.State, ctrls ma
 }
 
 // blocking are the failed checks that would make a failover fail.
-func blocking(checks []monitor.Check) []monitor.Check {
-	var out []monitor.Check
-	for _, c := range checks {
-		if c.Blocks && !c.OK {
-			out = append(out, c)
-		}
-	}
-	return out
-}
+func blocking(checks []monitor.Check) []monitor.Check { return status.Blocking(checks) }
 
 // printReadiness prints the checks as a table, failed ones first.
 func (a *app) printReadiness(checks []monitor.Check) {

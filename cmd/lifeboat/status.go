@@ -4,10 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/lifeboat-dr/lifeboat"
-	"github.com/lifeboat-dr/lifeboat/driver"
+	"github.com/lifeboat-dr/lifeboat/status"
 	"github.com/spf13/cobra"
 )
 
@@ -49,35 +48,11 @@ func (a *app) statusCommand() *cobra.Command {
 			fmt.Fprintf(a.out, "%s  active in %s%s since %s (%s) · epoch %d\n",
 				a.paint(bold, spec.Service), a.paint(bold, st.Active), home, stamp(st.Since), since(st.Since), st.Epoch)
 			if run != nil {
-				done, total := 0, len(run.Plan.Steps)
-				for _, r := range recs {
-					if r.Kind == lifeboat.RecDone || r.Kind == lifeboat.RecSkipped {
-						done++
-					}
-				}
-				status := string(run.Status)
-				if run.Status == lifeboat.RunRunning {
-					// Nobody owns a run whose process died: say so.
-					if release, err := s.store.Own(ctx, run.ID); err == nil {
-						release()
-						status = "interrupted (no lifeboat process is running it)"
-					}
-				}
+				v := status.Run(ctx, s.store, run, recs)
 				fmt.Fprintf(a.out, "%s run %s: %s %s → %s is %s, %d of %d steps done; 'lifeboat resume' or 'lifeboat cancel'\n",
-					a.paint(yellow, "!"), run.ID, run.Plan.Intent, run.Plan.From, run.Plan.To, status, done, total)
-				waiting := map[string]bool{}
-				for _, r := range recs {
-					switch r.Kind {
-					case lifeboat.RecWaiting:
-						waiting[r.Step] = true
-					case lifeboat.RecApproved, lifeboat.RecDone, lifeboat.RecFailed, lifeboat.RecCancelled:
-						delete(waiting, r.Step)
-					}
-				}
-				for _, id := range lifeboat.SortedKeys(waiting) {
-					if st := run.Plan.Step(id); st != nil {
-						fmt.Fprintf(a.out, "  waits for approval of %q: %s\n  when a person agrees: lifeboat resume --approve %q\n", id, st.Approval, id)
-					}
+					a.paint(yellow, "!"), run.ID, run.Plan.Intent, run.Plan.From, run.Plan.To, v.Status, v.Done, v.Total)
+				for _, w := range v.Waiting {
+					fmt.Fprintf(a.out, "  waits for approval of %q: %s\n  when a person agrees: lifeboat resume --approve %q\n", w.Step, w.Question, w.Step)
 				}
 			}
 			fmt.Fprintln(a.out)
@@ -95,53 +70,12 @@ func (a *app) statusCommand() *cobra.Command {
 	}
 }
 
-// nameRoute is where one public name goes now, asked of the traffic driver
-// (live) or, when it cannot answer, as the state recorded it.
-type nameRoute struct {
-	Name    string    `json:"name"`
-	Region  string    `json:"region"`
-	Answers []string  `json:"answers,omitempty"`
-	Since   time.Time `json:"since"`
-	Epoch   uint64    `json:"epoch"`
-	TTL     string    `json:"ttl"`
-	Live    bool      `json:"live"`
-	Error   string    `json:"error,omitempty"`
-}
+// nameRoute is where one public name goes now (package status builds it).
+type nameRoute = status.Route
 
 // routes asks the traffic driver what each public name resolves to now.
 func routes(ctx context.Context, spec *lifeboat.Spec, st *lifeboat.State) []nameRoute {
-	drivers, derr := driver.FromSpec(spec, st)
-	var out []nameRoute
-	for _, un := range spec.UnitNames() {
-		u := spec.Units[un]
-		for _, tn := range lifeboat.SortedKeys(u.Traffic) {
-			t := u.Traffic[tn]
-			res := lifeboat.TrafficName(spec.Service, un, tn)
-			rec := st.Resources[res]
-			var live lifeboat.Route
-			err := derr
-			if err == nil && drivers.Traffic != nil {
-				c, cancel := context.WithTimeout(ctx, 3*time.Second)
-				live, err = drivers.Traffic.Status(c, lifeboat.Target{Service: spec.Service, Unit: un, Component: tn, Resource: res, Epoch: st.Epoch}, t.Names)
-				cancel()
-			}
-			for _, name := range t.Names {
-				r := nameRoute{Name: name, TTL: lifeboat.FormatDuration(t.TTLOrDefault())}
-				switch {
-				case err == nil && live.Region != "":
-					r.Region, r.Since, r.Epoch, r.Live = live.Region, live.Since, live.Epoch, true
-					r.Answers = live.Answers[name]
-				case rec != nil:
-					r.Region, r.Since, r.Epoch = rec.Routes, rec.Since, rec.Epoch
-					if err != nil {
-						r.Error = err.Error()
-					}
-				}
-				out = append(out, r)
-			}
-		}
-	}
-	return out
+	return status.Routes(ctx, spec, st)
 }
 
 func (a *app) printTraffic(rs []nameRoute) {
@@ -191,17 +125,4 @@ func (a *app) printResources(spec *lifeboat.Spec, st *lifeboat.State, withPurpos
 }
 
 // describe says in a few words what a resource is doing.
-func describe(r *lifeboat.Resource) string {
-	if !r.Exists {
-		return "absent"
-	}
-	switch r.Kind {
-	case lifeboat.KindCompute:
-		return fmt.Sprintf("%d instance(s)", r.Instances)
-	case lifeboat.KindDatabase:
-		return string(r.Role)
-	case lifeboat.KindTraffic:
-		return "→ " + r.Routes
-	}
-	return strings.TrimSpace(string(r.Kind))
-}
+func describe(r *lifeboat.Resource) string { return status.Describe(r) }
