@@ -11,6 +11,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat"
 	"github.com/lifeboat-dr/lifeboat/controller"
 	"github.com/lifeboat-dr/lifeboat/driver"
+	"github.com/lifeboat-dr/lifeboat/metrics"
 	"github.com/lifeboat-dr/lifeboat/monitor"
 	"github.com/lifeboat-dr/lifeboat/store"
 )
@@ -104,7 +105,23 @@ func (a *app) serveRegion(ctx context.Context, region string) error {
 	if err != nil {
 		return exit(exitSpec, "%v", err)
 	}
+	mc := metrics.DefaultConfig()
+	mc.Controller, mc.Runs, mc.Log = c, st, log
+	if hosted != nil {
+		mc.DNS, mc.FrontDoor = hosted.DNS, hosted.FrontDoor // the one not hosted is a nil pointer: left out
+	}
+	reg, err := metrics.NewRegistry(mc)
+	if err != nil {
+		return exit(exitFailed, "%v", err)
+	}
+	apiAt, err := a.serveAPI(ctx, spec, st, region, reg, log)
+	if err != nil {
+		return err
+	}
 	if !a.json() {
+		if apiAt != "" {
+			fmt.Fprintf(a.out, "%s: api and metrics at %s (/v1/…, /metrics)\n", a.paint(bold, "lifeboat serve"), apiAt)
+		}
 		targets, _ := controller.Targets(spec, state.Active)
 		fmt.Fprintf(a.out, "%s: %s's controller for %s · mode %s · %d target(s) probed every %s, down after %d failures · lease %s\n",
 			a.paint(bold, "lifeboat serve"), region, spec.Service, m.Mode, len(targets), lifeboat.FormatDuration(m.Interval.D()), m.Failures, lifeboat.FormatDuration(m.Lease.D()))

@@ -10,12 +10,17 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat"
+	"github.com/lifeboat-dr/lifeboat/api"
 	"github.com/lifeboat-dr/lifeboat/driver"
 	"github.com/lifeboat-dr/lifeboat/driver/agent"
+	"github.com/lifeboat-dr/lifeboat/metrics"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 )
 
@@ -87,19 +92,36 @@ func (a *app) serve(ctx context.Context) error {
 	}
 	defer h.Close()
 
-	srv := &http.Server{Handler: agent.Handler(lifeboat.Drivers{Traffic: h.Driver()}), ReadHeaderTimeout: 5 * time.Second}
+	mc := metrics.DefaultConfig()
+	mc.Runs, mc.Log = s.store, log
+	mc.DNS, mc.FrontDoor = h.DNS, h.FrontDoor // the one not hosted is a nil pointer: left out
+	reg, err := metrics.NewRegistry(mc)
+	if err != nil {
+		return exit(exitFailed, "%v", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler(reg))
+	mux.Handle("/", agent.Handler(lifeboat.Drivers{Traffic: h.Driver()}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	defer srv.Close()
+	apiAt, err := a.serveAPI(ctx, s.spec, s.store, "", nil, log)
+	if err != nil {
+		return err
+	}
 
 	if !a.json() {
 		fmt.Fprintf(a.out, "%s: serving %s traffic for %s (epoch %d, active %s)\n", a.paint(bold, "lifeboat serve"), spec.Drivers.Traffic, spec.Service, s.state.Epoch, s.state.Active)
 		for _, addr := range h.Addrs() {
 			fmt.Fprintf(a.out, "  %s\n", addr)
 		}
-		fmt.Fprintf(a.out, "  agent %s\n", spec.Drivers.Agent.URL)
+		fmt.Fprintf(a.out, "  agent %s (metrics at %s/metrics)\n", spec.Drivers.Agent.URL, strings.TrimSuffix(spec.Drivers.Agent.URL, "/"))
 		if h.Lease > 0 {
 			fmt.Fprintf(a.out, "  lease %s, renewed while the state store answers\n", lifeboat.FormatDuration(h.Lease))
+		}
+		if apiAt != "" {
+			fmt.Fprintf(a.out, "  api %s\n", apiAt)
 		}
 		fmt.Fprintln(a.out, "Ctrl-C stops.")
 	} else {
@@ -135,4 +157,43 @@ func agentListenAddr(spec *lifeboat.Spec) (string, error) {
 		return "", fmt.Errorf("drivers.agent.url %q has no port: add one, e.g. http://%s:7402", spec.Drivers.Agent.URL, u.Hostname())
 	}
 	return u.Host, nil
+}
+
+// serveAPI serves the HTTP API of the spec's api section (nothing without
+// one) at api.Addr(spec, region), with /metrics beside it when reg is set,
+// until ctx ends. It returns the URL it serves at ("" when there is no api
+// section).
+func (a *app) serveAPI(ctx context.Context, spec *lifeboat.Spec, st lifeboat.Store, region string, reg *prometheus.Registry, log *slog.Logger) (string, error) {
+	if spec.API == nil {
+		return "", nil
+	}
+	srv, err := api.New(api.Config{Spec: spec, Store: st, Region: region, DrillsDir: filepath.Join(filepath.Dir(spec.File), "drills"), Log: log})
+	if err != nil {
+		return "", exit(exitSpec, "%s: api: %v", a.specPath, err)
+	}
+	addr := api.Addr(spec, region)
+	ln, err := srv.Listen(addr)
+	if err != nil {
+		srv.Close()
+		return "", exit(exitFailed, "api: %v", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", srv)
+	if reg != nil {
+		mux.Handle("GET /metrics", metrics.Handler(reg))
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+		_ = srv.Close()
+	}()
+	scheme := "http"
+	if spec.API.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + ln.Addr().String(), nil
 }

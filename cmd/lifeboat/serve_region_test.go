@@ -2,8 +2,12 @@ package main
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -177,7 +181,32 @@ func TestServeRegionsEachServeTheZoneAndFollowAFailover(t *testing.T) {
       east: [127.0.2.1]
 `, ns["west"], ns["east"], ns["central"]))
 
+	// Each controller also serves the API and /metrics.
+	apiAddr := map[string]string{"west": freeAddr(t), "east": freeAddr(t), "central": freeAddr(t)}
+	sum := sha256.Sum256([]byte("viewer-secret"))
+	if err := os.WriteFile(filepath.Join(dir, "tokens"), []byte("vera viewer sha256:"+hex.EncodeToString(sum[:])+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "lifeboat.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "api:\n  tokens: tokens\n  listen-in: {west: %s, east: %s, central: %s}\n", apiAddr["west"], apiAddr["east"], apiAddr["central"])
+	f.Close()
+	mustRun(t, dir, "validate")
+
 	procs := startRegions(t, dir, "west", "east", "central")
+	for region, addr := range apiAddr {
+		if code, _ := get(t, "http://"+addr+"/v1/status", ""); code != http.StatusUnauthorized {
+			t.Errorf("%s's API without a token: %d; want 401", region, code)
+		}
+		if code, body := get(t, "http://"+addr+"/v1/status", "viewer-secret"); code != http.StatusOK || !strings.Contains(body, `"active"`) {
+			t.Errorf("%s's API status for a viewer: %d %s; want 200 with the status", region, code, body)
+		}
+		if code, body := get(t, "http://"+addr+"/metrics", ""); code != http.StatusOK || !strings.Contains(body, "lifeboat_epoch") || !strings.Contains(body, "lifeboat_dns_") {
+			t.Errorf("%s's /metrics: %d, epoch or DNS series missing:\n%.2000s", region, code, body)
+		}
+	}
 	for region, addr := range ns {
 		if got := answers(addr, "www.shop.example.test"); got != "127.0.1.1" {
 			t.Fatalf("%s's DNS server answers www with %q before any failover; want west's 127.0.1.1", region, got)
@@ -257,4 +286,23 @@ func dialRoundTrip(addr, line string) (string, error) {
 	}
 	defer c.Close()
 	return roundTrip(c, bufio.NewReader(c), line)
+}
+
+// get fetches url with a bearer token (none if empty).
+func get(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

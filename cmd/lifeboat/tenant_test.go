@@ -127,9 +127,15 @@ tenants:
 		}
 	}
 	var ts []lifeboat.Tenant
+	// paid2 is placed in east, so it starts primary there (Spec.HomeOf):
+	// split placement puts globex's primary in east.
 	r = mustRun(t, dir, "tenant", "list", "--tier", "paid", "--region", "west", "-o", "json")
-	if err := json.Unmarshal([]byte(r.stdout), &ts); err != nil || len(ts) != 2 || ts[0].Name != "acme" {
-		t.Fatalf("list --tier paid: %v\n%s", err, r.stdout)
+	if err := json.Unmarshal([]byte(r.stdout), &ts); err != nil || len(ts) != 1 || ts[0].Name != "acme" {
+		t.Fatalf("list --tier paid --region west: %v\n%s", err, r.stdout)
+	}
+	r = mustRun(t, dir, "tenant", "list", "--tier", "paid", "--region", "east", "-o", "json")
+	if err := json.Unmarshal([]byte(r.stdout), &ts); err != nil || len(ts) != 1 || ts[0].Name != "globex" {
+		t.Fatalf("list --tier paid --region east: %v\n%s", err, r.stdout)
 	}
 	r = mustRun(t, dir, "tenant", "show", "initech")
 	if !strings.Contains(r.stdout, "a schema per tenant") || !strings.Contains(r.stdout, "geo-restore") {
