@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -14,24 +15,33 @@ import (
 	"github.com/lifeboat-dr/lifeboat/lab"
 )
 
+// syncDegradeAfter is how long the sync row's primary waits for a missing
+// standby before it stops waiting (the spec's degrade-after). Strict sync
+// (no degrade-after) cannot resume writes after a region is lost: the new
+// primary's only possible synchronous standby is the region that was lost,
+// so every commit waits until that region rejoins, by design (seed 002).
+// Patroni's synchronous_mode and pg_auto_failover's two-node sync degrade
+// the same way.
+const syncDegradeAfter = time.Second
+
 // lifeboatSetups: the lab with a controller per region in automatic mode
-// (probes every 250 ms, down after 3 failures, 2 s lease), async
-// replication (the default) and, if asked, sync.
+// (probes every 250 ms, down after 3 failures, 1 s lease), async
+// replication (the default) and, if asked, sync with degrade-after.
 func lifeboatSetups(binary string, withSync bool) []setup {
-	out := []setup{{system: "lifeboat", name: "Lifeboat (lab)", setting: "automatic, probes 250ms×3, lease 2s, async",
+	out := []setup{{system: "lifeboat", name: "Lifeboat (lab)", setting: "automatic, probes 250ms×3, lease 1s, async",
 		round: func(ctx context.Context, dir, f string) (result, error) {
-			return lifeboatRound(ctx, dir, f, binary, "async")
+			return lifeboatRound(ctx, dir, f, binary, "async", 0)
 		}}}
 	if withSync {
-		out = append(out, setup{system: "lifeboat", name: "Lifeboat (lab)", setting: "automatic, probes 250ms×3, lease 2s, sync",
+		out = append(out, setup{system: "lifeboat", name: "Lifeboat (lab)", setting: fmt.Sprintf("automatic, probes 250ms×3, lease 1s, sync, degrade-after %s", syncDegradeAfter),
 			round: func(ctx context.Context, dir, f string) (result, error) {
-				return lifeboatRound(ctx, dir, f, binary, "sync")
+				return lifeboatRound(ctx, dir, f, binary, "sync", syncDegradeAfter)
 			}})
 	}
 	return out
 }
 
-func lifeboatRound(ctx context.Context, dir, fault, binary, replication string) (result, error) {
+func lifeboatRound(ctx context.Context, dir, fault, binary, replication string, degradeAfter time.Duration) (result, error) {
 	if os.Geteuid() != 0 {
 		return result{}, notRun{"the monitored lab puts each region in a network namespace, which needs root"}
 	}
@@ -43,7 +53,7 @@ func lifeboatRound(ctx context.Context, dir, fault, binary, replication string) 
 		return result{}, notRun{fmt.Sprintf("no lifeboat program at %s: run 'make build' or pass -binary", bin)}
 	}
 	o := lab.DefaultOptions()
-	o.Dir, o.Monitor, o.Binary, o.Replication = filepath.Join(dir, "lab"), string(lifeboat.MonitorAutomatic), bin, replication
+	o.Dir, o.Monitor, o.Binary, o.Replication, o.DegradeAfter = filepath.Join(dir, "lab"), string(lifeboat.MonitorAutomatic), bin, replication, degradeAfter
 	if _, err := lab.Up(ctx, o); err != nil {
 		return result{}, fmt.Errorf("lab up in %s: %w", o.Dir, err)
 	}
@@ -76,20 +86,23 @@ func lifeboatRound(ctx context.Context, dir, fault, binary, replication string) 
 		return loadErr
 	}
 	defer halt()
-	acked := func(since time.Time) (time.Duration, bool) {
+	// As the peers' (recovery): the first order acknowledged after the
+	// fault and after the last failed one.
+	acked := func(since time.Time, steady time.Duration) (time.Duration, bool) {
 		as, err := lab.ReadAttempts(out)
 		if err != nil {
 			return 0, false
 		}
+		var ats []attempt
 		for _, a := range as {
-			if a.OK && !a.At.Before(since) {
-				return a.At.Sub(since), true
-			}
+			ats = append(ats, attempt{sent: a.At, took: a.Took, ok: a.OK})
 		}
-		return 0, false
+		// Recorded as answered: in the order sent, for recovery.
+		slices.SortStableFunc(ats, func(x, y attempt) int { return x.sent.Compare(y.sent) })
+		return recovery(ats, since, steady)
 	}
 	start := time.Now()
-	if err := waitFor(ctx, 10*time.Second, "the load's first acknowledged order", func() bool { _, ok := acked(start); return ok }); err != nil {
+	if err := waitFor(ctx, 10*time.Second, "the load's first acknowledged order", func() bool { _, ok := acked(start, 0); return ok }); err != nil {
 		return result{}, err
 	}
 	time.Sleep(time.Second)
@@ -120,10 +133,8 @@ func lifeboatRound(ctx context.Context, dir, fault, binary, replication string) 
 			return result{}, fmt.Errorf("isolating west: %w", err)
 		}
 	}
-	var rto time.Duration
-	if err := waitFor(ctx, 2*time.Minute, "an order acknowledged after the fault", func() bool {
-		d, ok := acked(at)
-		rto = d
+	if err := waitFor(ctx, 2*time.Minute, "orders acknowledged again, for a second, after the fault", func() bool {
+		_, ok := acked(at, time.Second)
 		return ok
 	}); err != nil {
 		return result{}, err
@@ -137,14 +148,10 @@ func lifeboatRound(ctx context.Context, dir, fault, binary, replication string) 
 	if err := halt(); err != nil {
 		return result{}, fmt.Errorf("the load: %w", err)
 	}
-	// Acked time is the answer's: add the round trip of that first order.
-	if as, err := lab.ReadAttempts(out); err == nil {
-		for _, a := range as {
-			if a.OK && !a.At.Before(at) {
-				rto = a.At.Add(a.Took).Sub(at)
-				break
-			}
-		}
+	// Over every order, now that they are all in.
+	rto, ok := acked(at, 0)
+	if !ok {
+		return result{}, errors.New("no order acknowledged after the last failed one: the load's record is incomplete")
 	}
 	rep, err := lab.Check(ctx, lab.CheckOptions{Dir: o.Dir, In: out, Slack: 50 * time.Millisecond})
 	if err != nil {

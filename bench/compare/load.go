@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -27,9 +28,16 @@ type write struct {
 	errMsg string
 }
 
+// connectTimeout bounds one connection attempt, over every host of a
+// multi-host URI (each tried in turn for connect_timeout, as libpq does):
+// a cut-off host listed first must not make every attempt fail.
+const connectTimeout = 3 * time.Second
+
 // sqlLoad writes until stopped.
 type sqlLoad struct {
 	uri    string
+	dial   func(ctx context.Context, network, addr string) (net.Conn, error) // nil: the host's
+	idBase int64                                                             // ids are idBase+1, idBase+2, …
 	mu     sync.Mutex
 	writes []write
 	stop   context.CancelFunc
@@ -50,10 +58,29 @@ func createTable(ctx context.Context, uri string) error {
 }
 
 func startSQLLoad(ctx context.Context, uri string) *sqlLoad {
+	return startSQLLoadFrom(ctx, uri, nil, 0)
+}
+
+// startSQLLoadFrom is startSQLLoad with its own dialer (a client inside a
+// site) and ids from idBase+1.
+func startSQLLoadFrom(ctx context.Context, uri string, dial func(ctx context.Context, network, addr string) (net.Conn, error), idBase int64) *sqlLoad {
 	ctx, cancel := context.WithCancel(ctx)
-	l := &sqlLoad{uri: uri, stop: cancel, done: make(chan struct{})}
+	l := &sqlLoad{uri: uri, dial: dial, idBase: idBase, stop: cancel, done: make(chan struct{})}
 	go l.run(ctx)
 	return l
+}
+
+func (l *sqlLoad) connect(ctx context.Context) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(l.uri)
+	if err != nil {
+		return nil, err
+	}
+	if l.dial != nil {
+		cfg.DialFunc = l.dial
+	}
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	return pgx.ConnectConfig(ctx, cfg)
 }
 
 func (l *sqlLoad) run(ctx context.Context) {
@@ -66,21 +93,21 @@ func (l *sqlLoad) run(ctx context.Context) {
 	}()
 	tick := time.NewTicker(writeEvery)
 	defer tick.Stop()
-	for id := int64(1); ; id++ {
+	for id := l.idBase + 1; ; id++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
 		w := write{id: id, sent: time.Now()}
-		actx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 		var err error
 		if c == nil {
-			c, err = pgx.Connect(actx, l.uri)
+			c, err = l.connect(ctx)
 			if err != nil {
 				c = nil
 			}
 		}
+		actx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 		if err == nil {
 			_, err = c.Exec(actx, `INSERT INTO bench_writes (id, sent) VALUES ($1, $2)`, w.id, w.sent)
 			if err != nil {
@@ -103,16 +130,50 @@ func (l *sqlLoad) run(ctx context.Context) {
 }
 
 // rto is from the fault to the acknowledgement of the first write sent
-// after it (a write in flight at the fault does not count).
-func (l *sqlLoad) rto(fault time.Time) (time.Duration, bool) {
+// after it (a write in flight at the fault does not count) and after the
+// last failed one; ok once writes have gone on being acknowledged for
+// steady since.
+func (l *sqlLoad) rto(fault time.Time, steady time.Duration) (time.Duration, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, w := range l.writes {
-		if w.acked && !w.sent.Before(fault) {
-			return w.sent.Add(w.took).Sub(fault), true
+	as := make([]attempt, len(l.writes))
+	for i, w := range l.writes {
+		as[i] = attempt{sent: w.sent, took: w.took, ok: w.acked}
+	}
+	return recovery(as, fault, steady)
+}
+
+// attempt is one write, of either load.
+type attempt struct {
+	sent time.Time
+	took time.Duration
+	ok   bool
+}
+
+// recovery is the RTO of attempts (in the order sent): fault → the
+// acknowledgement of the first write sent after the fault and after the
+// last failed write. A SIGKILLed postmaster's backends may still commit a
+// write or two on their open sessions before they notice, and a primary
+// restarted in place may take writes until it is failed over: neither is
+// the recovery. ok when such a write exists and writes sent for steady
+// after it were all acknowledged.
+func recovery(as []attempt, fault time.Time, steady time.Duration) (time.Duration, bool) {
+	first := -1
+	for i, a := range as {
+		if a.sent.Before(fault) {
+			continue
+		}
+		switch {
+		case !a.ok:
+			first = -1
+		case first < 0:
+			first = i
 		}
 	}
-	return 0, false
+	if first < 0 || as[len(as)-1].sent.Sub(as[first].sent) < steady {
+		return 0, false
+	}
+	return as[first].sent.Add(as[first].took).Sub(fault), true
 }
 
 func (l *sqlLoad) halt() []write {

@@ -6,9 +6,10 @@
 //	make build                     # the lab runs bin/lifeboat
 //	go run ./bench/compare [-rounds 3] [-systems lifeboat,patroni,pgaf] [-faults kill,partition]
 //
-// Every system runs on 127.0.0.1 only, in a temporary directory, its
-// PostgreSQL as the postgres OS user; each round starts a fresh cluster and
-// stops it by PID. The numbers are this machine's: they are printed, never
+// Lifeboat runs its lab (a network namespace per region); each peer's
+// members run in network namespaces of their own ("sites", lab/netns), in
+// a temporary directory, PostgreSQL as the postgres OS user; each round
+// starts a fresh cluster, stops it by PID and removes its namespaces. The numbers are this machine's: they are printed, never
 // committed.
 package main
 
@@ -48,6 +49,11 @@ type result struct {
 	lost  int           // acknowledged writes missing on the primary after recovery
 	acked int
 	note  string
+	// none: no write was acknowledged after the fault within rto (a
+	// partition the system did not fail over); lostUnknown: no writable
+	// primary to read the writes back from.
+	none        bool
+	lostUnknown bool
 }
 
 // notRun says why a row could not be measured here.
@@ -60,7 +66,7 @@ func main() {
 	systems := flag.String("systems", "lifeboat,patroni,pgaf", "systems to run: lifeboat, patroni, pgaf (pg_auto_failover)")
 	faults := flag.String("faults", faultKill+","+faultPartition, "faults: kill (SIGKILL of the primary's postmaster), partition (the primary cut off)")
 	binary := flag.String("binary", "bin/lifeboat", "the lifeboat program the lab runs (make build)")
-	sync := flag.Bool("sync", true, "also measure Lifeboat with synchronous replication")
+	sync := flag.Bool("sync", true, "also measure Lifeboat with synchronous replication (degrade-after 1s)")
 	keep := flag.Bool("keep", false, "keep the temporary directories (logs) for a post-mortem")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -142,7 +148,12 @@ func run(ctx context.Context, rounds int, systems, faults []string, binary strin
 					r.err = err
 					break
 				}
-				fmt.Fprintf(os.Stderr, "compare:   RTO %s, %d of %d acknowledged writes lost %s\n", res.rto.Round(time.Millisecond), res.lost, res.acked, res.note)
+				switch {
+				case res.none:
+					fmt.Fprintf(os.Stderr, "compare:   no write acknowledged within %s of the fault; %d acknowledged before; %s\n", res.rto.Round(time.Second), res.acked, res.note)
+				default:
+					fmt.Fprintf(os.Stderr, "compare:   RTO %s, %d of %d acknowledged writes lost; %s\n", res.rto.Round(time.Millisecond), res.lost, res.acked, res.note)
+				}
 				r.results = append(r.results, res)
 			}
 			rows = append(rows, r)
@@ -156,7 +167,7 @@ func run(ctx context.Context, rounds int, systems, faults []string, binary strin
 		var ours time.Duration = -1
 		oursLost := 0
 		for _, r := range rows {
-			if r.fault != f || len(r.results) == 0 {
+			if r.fault != f || len(r.results) == 0 || allNone(r.results) {
 				continue
 			}
 			m := median(rtos(r.results))
@@ -179,10 +190,18 @@ func run(ctx context.Context, rounds int, systems, faults []string, binary strin
 				fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\t0\t%v\n", f, r.s.name, r.s.setting, r.err)
 				continue
 			}
-			lost, acked := 0, 0
+			lost, acked, unknown, nones := 0, 0, 0, 0
 			var notes []string
 			for _, x := range r.results {
-				lost, acked = lost+x.lost, acked+x.acked
+				acked += x.acked
+				if x.lostUnknown {
+					unknown++
+				} else {
+					lost += x.lost
+				}
+				if x.none {
+					nones++
+				}
 				if x.note != "" && !slices.Contains(notes, x.note) {
 					notes = append(notes, x.note)
 				}
@@ -191,8 +210,23 @@ func run(ctx context.Context, rounds int, systems, faults []string, binary strin
 				notes = append(notes, "stopped early: "+r.err.Error())
 			}
 			ds := rtos(r.results)
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d of %d\t%d\t%s\n", f, r.s.name, r.s.setting,
-				median(ds).Round(time.Millisecond), slices.Max(ds).Round(time.Millisecond), lost, acked, len(r.results), strings.Join(notes, "; "))
+			med, max := median(ds).Round(time.Millisecond).String(), slices.Max(ds).Round(time.Millisecond).String()
+			switch {
+			case nones == len(r.results):
+				med, max = "none in "+max, "-"
+			case nones > 0:
+				max = "none in " + max
+				notes = append(notes, fmt.Sprintf("%d of %d rounds: no failover (counted as %s in the median)", nones, len(r.results), slices.Max(ds).Round(time.Second)))
+			}
+			lostCol := fmt.Sprintf("%d of %d", lost, acked)
+			if unknown > 0 {
+				lostCol = fmt.Sprintf("%d of %d (%d rounds unreadable: no primary)", lost, acked, unknown)
+				if unknown == len(r.results) {
+					lostCol = fmt.Sprintf("? of %d (no primary to read)", acked)
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", f, r.s.name, r.s.setting,
+				med, max, lostCol, len(r.results), strings.Join(notes, "; "))
 		}
 		switch {
 		case ours < 0:
@@ -209,6 +243,15 @@ func run(ctx context.Context, rounds int, systems, faults []string, binary strin
 		}
 	}
 	return tw.Flush()
+}
+
+func allNone(rs []result) bool {
+	for _, r := range rs {
+		if !r.none {
+			return false
+		}
+	}
+	return true
 }
 
 func rtos(rs []result) []time.Duration {

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
+	"strings"
 	"time"
 )
 
@@ -42,6 +42,8 @@ func patroniSetups() []setup {
 
 type patroniNode struct {
 	name    string
+	site    string
+	host    string // its site's address
 	dir     string
 	data    string
 	pgPort  int
@@ -50,49 +52,59 @@ type patroniNode struct {
 }
 
 func (n *patroniNode) api(path string) string {
-	return fmt.Sprintf("http://127.0.0.1:%d/%s", n.apiPort, path)
+	return fmt.Sprintf("http://%s:%d/%s", n.host, n.apiPort, path)
 }
 
+// patroniRound: etcd in the witness site, n1 in site a, n2 in site b.
 func patroniRound(ctx context.Context, dir, fault string, t patroniTimings) (result, error) {
-	if err := missing("patroni", "etcd"); err != nil {
+	if err := missing("patroni", "etcd", "setpriv"); err != nil {
 		return result{}, err
 	}
-	if fault == faultPartition {
-		return result{}, notRun{"all members share one loopback host: cutting the primary alone from etcd, its replica and the clients needs a proxy on every path (not built); Patroni would demote a leader cut from etcd after ttl"}
+	s, err := upSites(ctx)
+	if err != nil {
+		return result{}, err
 	}
+	// Last: every process in the namespaces is stopped by then.
+	defer func() {
+		if err := s.down(); err != nil {
+			fmt.Fprintln(os.Stderr, "compare:", err)
+		}
+	}()
 	ports, err := freePorts(6)
 	if err != nil {
 		return result{}, err
 	}
-	// One etcd member: the fault never touches the DCS, and a 3-member
-	// cluster on one host adds no failure independence, only start time.
-	etcdClient, etcdPeer := ports[0], ports[1]
+	// One etcd member: a 3-member cluster on one host adds no failure
+	// independence, only start time; in a site of its own, as a witness.
+	etcdClient, etcdPeer, etcdHost := ports[0], ports[1], s.addr(siteWitness)
 	etcdDir := filepath.Join(dir, "etcd")
 	if err := os.MkdirAll(etcdDir, 0o700); err != nil {
 		return result{}, err
 	}
-	e, err := start(dir, "etcd", false, nil, "etcd", "--name", "e1", "--data-dir", etcdDir,
-		"--listen-client-urls", fmt.Sprintf("http://127.0.0.1:%d", etcdClient), "--advertise-client-urls", fmt.Sprintf("http://127.0.0.1:%d", etcdClient),
-		"--listen-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", etcdPeer), "--initial-advertise-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", etcdPeer),
-		"--initial-cluster", fmt.Sprintf("e1=http://127.0.0.1:%d", etcdPeer), "--initial-cluster-state", "new")
+	e, err := s.start(siteWitness, dir, "etcd", false, nil, "etcd", "--name", "e1", "--data-dir", etcdDir,
+		"--listen-client-urls", fmt.Sprintf("http://%s:%d", etcdHost, etcdClient), "--advertise-client-urls", fmt.Sprintf("http://%s:%d", etcdHost, etcdClient),
+		"--listen-peer-urls", fmt.Sprintf("http://%s:%d", etcdHost, etcdPeer), "--initial-advertise-peer-urls", fmt.Sprintf("http://%s:%d", etcdHost, etcdPeer),
+		"--initial-cluster", fmt.Sprintf("e1=http://%s:%d", etcdHost, etcdPeer), "--initial-cluster-state", "new")
 	if err != nil {
 		return result{}, err
 	}
 	defer e.stop(10 * time.Second)
 	if err := waitFor(ctx, 30*time.Second, "etcd answering /health", func() bool {
-		return httpStatus(ctx, fmt.Sprintf("http://127.0.0.1:%d/health", etcdClient)) == 200
+		return httpStatus(ctx, fmt.Sprintf("http://%s:%d/health", etcdHost, etcdClient)) == 200
 	}); err != nil {
 		return result{}, fmt.Errorf("%w; etcd's log:\n%s", err, e.tail())
 	}
 
-	nodes := []*patroniNode{{name: "n1", pgPort: ports[2], apiPort: ports[3]}, {name: "n2", pgPort: ports[4], apiPort: ports[5]}}
+	nodes := []*patroniNode{{name: "n1", site: siteA, pgPort: ports[2], apiPort: ports[3]}, {name: "n2", site: siteB, pgPort: ports[4], apiPort: ports[5]}}
 	defer func() {
 		for _, n := range nodes {
 			n.p.stop(30 * time.Second)
 			stopPostgres(n.data)
 		}
 	}()
+	subnet := s.subnet()
 	for i, n := range nodes {
+		n.host = s.addr(n.site)
 		n.dir = filepath.Join(dir, n.name)
 		n.data = filepath.Join(n.dir, "data")
 		if err := ownedDir(n.dir); err != nil {
@@ -100,19 +112,20 @@ func patroniRound(ctx context.Context, dir, fault string, t patroniTimings) (res
 		}
 		cfg := map[string]any{
 			"scope": "bench", "name": n.name,
-			"restapi":  map[string]any{"listen": fmt.Sprintf("127.0.0.1:%d", n.apiPort), "connect_address": fmt.Sprintf("127.0.0.1:%d", n.apiPort)},
-			"etcd3":    map[string]any{"hosts": []string{fmt.Sprintf("127.0.0.1:%d", etcdClient)}},
+			"restapi":  map[string]any{"listen": fmt.Sprintf("%s:%d", n.host, n.apiPort), "connect_address": fmt.Sprintf("%s:%d", n.host, n.apiPort)},
+			"etcd3":    map[string]any{"hosts": []string{fmt.Sprintf("%s:%d", etcdHost, etcdClient)}},
 			"watchdog": map[string]any{"mode": "off"},
 			"bootstrap": map[string]any{
 				"dcs": map[string]any{"ttl": t.TTL, "loop_wait": t.LoopWait, "retry_timeout": t.RetryTimeout,
 					"primary_start_timeout": t.StartTimeout, "synchronous_mode": t.Sync,
 					"postgresql": map[string]any{"use_pg_rewind": true, "parameters": map[string]any{"wal_log_hints": "on"}}},
 				"initdb": []any{map[string]string{"encoding": "UTF8"}},
-				// Trust on loopback only: a lab, as the lab's own.
-				"pg_hba": []string{"local all all trust", "host all all 127.0.0.1/32 trust", "host replication all 127.0.0.1/32 trust"},
+				// Trust inside the sites' subnet only: a lab, as the lab's own.
+				"pg_hba": []string{"local all all trust", "host all all 127.0.0.1/32 trust", "host all all " + subnet + " trust",
+					"host replication all 127.0.0.1/32 trust", "host replication all " + subnet + " trust"},
 			},
 			"postgresql": map[string]any{
-				"listen": fmt.Sprintf("127.0.0.1:%d", n.pgPort), "connect_address": fmt.Sprintf("127.0.0.1:%d", n.pgPort),
+				"listen": fmt.Sprintf("%s,127.0.0.1:%d", n.host, n.pgPort), "connect_address": fmt.Sprintf("%s:%d", n.host, n.pgPort),
 				"data_dir": n.data, "bin_dir": pgBin, "pgpass": filepath.Join(n.dir, "pgpass"),
 				"authentication": map[string]any{
 					"superuser":   map[string]string{"username": "postgres", "password": "bench"},
@@ -126,7 +139,7 @@ func patroniRound(ctx context.Context, dir, fault string, t patroniTimings) (res
 		if err := os.WriteFile(conf, b, 0o644); err != nil {
 			return result{}, err
 		}
-		n.p, err = start(n.dir, "patroni", true, []string{"HOME=" + n.dir}, "patroni", conf)
+		n.p, err = s.start(n.site, n.dir, "patroni", true, []string{"HOME=" + n.dir}, "patroni", conf)
 		if err != nil {
 			return result{}, err
 		}
@@ -148,53 +161,28 @@ func patroniRound(ctx context.Context, dir, fault string, t patroniTimings) (res
 			return result{}, fmt.Errorf("%w; n1's log:\n%s", err, nodes[0].p.tail())
 		}
 	}
-	uri := fmt.Sprintf("postgres://postgres:bench@127.0.0.1:%d,127.0.0.1:%d/postgres?target_session_attrs=read-write&connect_timeout=1&sslmode=disable",
-		nodes[0].pgPort, nodes[1].pgPort)
-	return peerFault(ctx, uri, func() (time.Time, error) {
-		var leader *patroniNode
+	uri := fmt.Sprintf("postgres://postgres:bench@%s:%d,%s:%d/postgres?target_session_attrs=read-write&connect_timeout=1&sslmode=disable",
+		nodes[0].host, nodes[0].pgPort, nodes[1].host, nodes[1].pgPort)
+	res, err := peerFault(ctx, s, uri, fault, func() (member, error) {
 		for _, n := range nodes {
 			if httpStatus(ctx, n.api("primary")) == 200 {
-				leader = n
+				return member{site: n.site, addr: fmt.Sprintf("%s:%d", n.host, n.pgPort), data: n.data}, nil
 			}
 		}
-		if leader == nil {
-			return time.Time{}, fmt.Errorf("no Patroni node answers 200 on /primary")
-		}
-		pid, err := postmasterPID(leader.data)
-		if err != nil {
-			return time.Time{}, err
-		}
-		at := time.Now()
-		return at, syscall.Kill(pid, syscall.SIGKILL)
+		return member{}, fmt.Errorf("%w: no Patroni node answers 200 on /primary", errNoPrimary)
 	})
-}
-
-// peerFault runs the load on uri, injects the fault, and measures the RTO
-// and the acknowledged writes lost.
-func peerFault(ctx context.Context, uri string, inject func() (time.Time, error)) (result, error) {
-	if err := createTable(ctx, uri); err != nil {
-		return result{}, err
+	if err == nil {
+		var ss []string
+		for _, n := range nodes {
+			role := "unreachable"
+			for _, r := range []string{"primary", "replica"} {
+				if httpStatus(ctx, n.api(r)) == 200 {
+					role = r
+				}
+			}
+			ss = append(ss, n.name+" "+role)
+		}
+		res.note = joinNotes([]string{res.note, "after: " + strings.Join(ss, ", ")})
 	}
-	l := startSQLLoad(ctx, uri)
-	defer l.halt()
-	before := time.Now()
-	if err := waitFor(ctx, 10*time.Second, "the load's first acknowledged write", func() bool { _, ok := l.rto(before); return ok }); err != nil {
-		return result{}, err
-	}
-	time.Sleep(time.Second)
-	at, err := inject()
-	if err != nil {
-		return result{}, fmt.Errorf("injecting the fault: %w", err)
-	}
-	if err := waitFor(ctx, 3*time.Minute, "a write acknowledged after the fault", func() bool { _, ok := l.rto(at); return ok }); err != nil {
-		return result{}, err
-	}
-	time.Sleep(time.Second)
-	rto, _ := l.rto(at)
-	ws := l.halt()
-	lost, acked, err := lostWrites(ctx, uri, ws)
-	if err != nil {
-		return result{}, err
-	}
-	return result{rto: rto, lost: lost, acked: acked}, nil
+	return res, err
 }

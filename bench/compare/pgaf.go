@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,26 +38,24 @@ func pgafSetups() []setup {
 	}
 }
 
-// pgafInNamespace: the monitor and nodes run in a network namespace of
-// ours, so the monitor's listen_addresses='*' reaches nothing outside. Not
-// yet: see pgafRound.
-const pgafInNamespace = false
-
+// pgafRound: the monitor in the witness site, node1 in site a, node2 in
+// site b. pg_autoctl 2.0 (Debian's) has no --listen for the monitor, which
+// it creates with listen_addresses = '*': in a site of its own, '*' is that
+// namespace's loopback and bridge address only.
 func pgafRound(ctx context.Context, dir, fault string, settings map[string]string) (result, error) {
-	if err := missing("pg_autoctl"); err != nil {
+	if err := missing("pg_autoctl", "setpriv"); err != nil {
 		return result{}, err
 	}
-	// pg_autoctl 2.0 (Debian's) has no --listen for the monitor: while it
-	// creates the monitor, PostgreSQL listens on every interface
-	// (listen_addresses = '*'). This project listens on loopback or in
-	// network namespaces of its own only, so the monitor and its nodes
-	// must run in one (lab/netns) before this row can run again.
-	if !pgafInNamespace {
-		return result{}, notRun{"pg_autoctl 2.0 creates its monitor with listen_addresses='*' (no --listen option): it must run inside a network namespace of ours first (lab/netns), not yet done"}
+	s, err := upSites(ctx)
+	if err != nil {
+		return result{}, err
 	}
-	if fault == faultPartition {
-		return result{}, notRun{"monitor and nodes share one loopback host: cutting the primary alone needs a proxy on every path (not built); its keeper demotes itself after network_partition_timeout (20s) and the monitor promotes after primary_demote_timeout (30s)"}
-	}
+	// Last: every process in the namespaces is stopped by then.
+	defer func() {
+		if err := s.down(); err != nil {
+			fmt.Fprintln(os.Stderr, "compare:", err)
+		}
+	}()
 	ports, err := freePorts(3)
 	if err != nil {
 		return result{}, err
@@ -83,14 +80,15 @@ func pgafRound(ctx context.Context, dir, fault string, settings map[string]strin
 			stopPostgres(d)
 		}
 	}()
-	mp, err := start(mdir, "monitor", true, envFor(mdir), "pg_autoctl", "create", "monitor", "--pgctl", pgctl, "--pgdata", mdata,
-		"--pgport", fmt.Sprint(ports[0]), "--hostname", "127.0.0.1", "--auth", "trust", "--no-ssl", "--run")
+	mhost := s.addr(siteWitness)
+	mp, err := s.start(siteWitness, mdir, "monitor", true, envFor(mdir), "pg_autoctl", "create", "monitor", "--pgctl", pgctl, "--pgdata", mdata,
+		"--pgport", fmt.Sprint(ports[0]), "--hostname", mhost, "--auth", "trust", "--no-ssl", "--run")
 	if err != nil {
 		return result{}, err
 	}
 	procs = append(procs, mp)
 	// The nodes' account on the monitor, to read the states.
-	muri := fmt.Sprintf("postgres://autoctl_node@127.0.0.1:%d/pg_auto_failover?sslmode=disable&connect_timeout=2", ports[0])
+	muri := fmt.Sprintf("postgres://autoctl_node@%s:%d/pg_auto_failover?sslmode=disable&connect_timeout=2", mhost, ports[0])
 	var mc *pgx.Conn
 	if err := waitFor(ctx, 90*time.Second, "the pg_auto_failover monitor accepting connections", func() bool {
 		c, err := pgx.Connect(ctx, muri)
@@ -109,7 +107,9 @@ func pgafRound(ctx context.Context, dir, fault string, settings map[string]strin
 		}
 	}
 	states := func() map[int]string {
-		rows, err := mc.Query(ctx, `SELECT nodeport, current_group_state::text FROM pgautofailover.current_state('default')`)
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		rows, err := mc.Query(qctx, `SELECT nodeport, current_group_state::text FROM pgautofailover.current_state('default')`)
 		if err != nil {
 			return nil
 		}
@@ -124,18 +124,23 @@ func pgafRound(ctx context.Context, dir, fault string, settings map[string]strin
 		}
 		return out
 	}
-	monitorURL := fmt.Sprintf("postgres://autoctl_node@127.0.0.1:%d/pg_auto_failover?sslmode=disable", ports[0])
-	var nodeData []string
+	monitorURL := fmt.Sprintf("postgres://autoctl_node@%s:%d/pg_auto_failover?sslmode=disable", mhost, ports[0])
+	var nodes []member
 	for i, want := range []string{"single", "secondary"} {
+		site := []string{siteA, siteB}[i]
 		ndir := filepath.Join(dir, fmt.Sprintf("node%d", i+1))
 		if err := ownedDir(ndir); err != nil {
 			return result{}, err
 		}
 		nd := filepath.Join(ndir, "data")
-		datas, nodeData = append(datas, nd), append(nodeData, nd)
-		p, err := start(ndir, "node", true, envFor(ndir), "pg_autoctl", "create", "postgres", "--pgctl", pgctl, "--pgdata", nd,
-			"--pgport", fmt.Sprint(ports[1+i]), "--listen", "127.0.0.1", "--hostname", "127.0.0.1", "--name", fmt.Sprintf("node%d", i+1),
-			"--monitor", monitorURL, "--auth", "trust", "--no-ssl", "--run")
+		datas = append(datas, nd)
+		host := s.addr(site)
+		nodes = append(nodes, member{site: site, addr: fmt.Sprintf("%s:%d", host, ports[1+i]), data: nd})
+		// --pg-hba-lan: trust the sites' subnet (the writer's bridge
+		// address is in it) for the postgres database.
+		p, err := s.start(site, ndir, "node", true, envFor(ndir), "pg_autoctl", "create", "postgres", "--pgctl", pgctl, "--pgdata", nd,
+			"--pgport", fmt.Sprint(ports[1+i]), "--listen", host, "--hostname", host, "--name", fmt.Sprintf("node%d", i+1),
+			"--monitor", monitorURL, "--auth", "trust", "--no-ssl", "--pg-hba-lan", "--run")
 		if err != nil {
 			return result{}, err
 		}
@@ -150,27 +155,23 @@ func pgafRound(ctx context.Context, dir, fault string, settings map[string]strin
 		return result{}, fmt.Errorf("%w (states %v)", err, states())
 	}
 	// What 'pg_autoctl show uri --formation default' gives, for the postgres user.
-	uri := fmt.Sprintf("postgres://postgres@127.0.0.1:%d,127.0.0.1:%d/postgres?target_session_attrs=read-write&connect_timeout=1&sslmode=disable", ports[1], ports[2])
-	res, err := peerFault(ctx, uri, func() (time.Time, error) {
-		for i, d := range nodeData {
-			if states()[ports[1+i]] != "primary" {
-				continue
+	uri := fmt.Sprintf("postgres://postgres@%s,%s/postgres?target_session_attrs=read-write&connect_timeout=1&sslmode=disable", nodes[0].addr, nodes[1].addr)
+	res, err := peerFault(ctx, s, uri, fault, func() (member, error) {
+		st := states()
+		for i, n := range nodes {
+			if st[ports[1+i]] == "primary" {
+				return n, nil
 			}
-			pid, err := postmasterPID(d)
-			if err != nil {
-				return time.Time{}, err
-			}
-			at := time.Now()
-			return at, syscall.Kill(pid, syscall.SIGKILL)
 		}
-		return time.Time{}, fmt.Errorf("no node in state primary (states %v)", states())
+		return member{}, fmt.Errorf("%w: no node in state primary (states %v)", errNoPrimary, st)
 	})
 	if err == nil {
 		var ss []string
-		for i := range nodeData {
-			ss = append(ss, fmt.Sprintf("node%d %s", i+1, states()[ports[1+i]]))
+		st := states()
+		for i := range nodes {
+			ss = append(ss, fmt.Sprintf("node%d %s", i+1, st[ports[1+i]]))
 		}
-		res.note = "after: " + strings.Join(ss, ", ")
+		res.note = joinNotes([]string{res.note, "after, per the monitor: " + strings.Join(ss, ", ")})
 	}
 	return res, err
 }

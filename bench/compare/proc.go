@@ -64,8 +64,6 @@ func start(dir, logName string, asPostgres bool, env []string, name string, args
 	}
 	defer f.Close()
 	cmd := exec.Command(name, args...)
-	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, f, f
-	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if asPostgres {
 		cred, uid, gid, err := postgresCred()
@@ -75,10 +73,24 @@ func start(dir, logName string, asPostgres bool, env []string, name string, args
 		cmd.SysProcAttr.Credential = cred
 		_ = os.Chown(logPath, uid, gid)
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w (is it installed? run scripts/peers.sh)", name, err)
+	return startCmd(cmd, f, dir, logName, env)
+}
+
+// startCmd starts cmd in dir with its output in log f (kept open by the
+// child) and env added to this process's.
+func startCmd(cmd *exec.Cmd, f *os.File, dir, logName string, env []string) (*proc, error) {
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, f, f
+	cmd.Env = append(os.Environ(), env...)
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
-	p := &proc{name: logName, cmd: cmd, done: make(chan struct{}), log: logPath}
+	// Its own process group: a Ctrl-C at the terminal reaches this program
+	// only, which then stops every process in order.
+	cmd.SysProcAttr.Setpgid = true
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w (is it installed? run scripts/peers.sh)", strings.Join(cmd.Args, " "), err)
+	}
+	p := &proc{name: logName, cmd: cmd, done: make(chan struct{}), log: f.Name()}
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	return p, nil
 }
@@ -92,9 +104,16 @@ func (p *proc) exited() bool {
 	}
 }
 
-// stop sends SIGTERM to the process, then SIGKILL after grace.
+// stop sends SIGTERM to the process, then SIGKILL after grace; then
+// SIGKILL to whatever is left in its process group (its own, created at
+// start, whose id is its PID), so that no child of an agent killed before
+// it stopped them (pg_autoctl's services) outlives the round.
 func (p *proc) stop(grace time.Duration) {
-	if p == nil || p.exited() {
+	if p == nil {
+		return
+	}
+	defer func() { _ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) }()
+	if p.exited() {
 		return
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
