@@ -33,7 +33,8 @@ type Node struct {
 	Host   string
 	Port   int
 	// DataDir is set when Lifeboat runs the host: then it may pg_ctl the
-	// node (a fence is a clean shutdown; switchover and rejoin restart it).
+	// node (a fence is a shutdown, clean for at most FenceGrace, then
+	// immediate; switchover and rejoin restart it).
 	DataDir string
 	// Settings are extra per-node PostgreSQL settings (DataDir nodes).
 	Settings map[string]string
@@ -64,7 +65,13 @@ type Config struct {
 	StreamTimeout time.Duration
 	// PollInterval is how often waits look again.
 	PollInterval time.Duration
-	Log          *slog.Logger
+	// FenceGrace bounds the clean part of a fence by shutdown: a "fast"
+	// shutdown waits for the walsenders to hand the shutdown checkpoint to
+	// the standbys, which over a hung link lasts until wal_sender_timeout
+	// (60s by default). After FenceGrace the fence stops "immediate".
+	// Default 2s.
+	FenceGrace time.Duration
+	Log        *slog.Logger
 }
 
 // DefaultConfig returns a config with the defaults filled in and no nodes.
@@ -77,6 +84,7 @@ func DefaultConfig() Config {
 		Replication:   map[string]Replication{},
 		StreamTimeout: 2 * time.Minute,
 		PollInterval:  20 * time.Millisecond,
+		FenceGrace:    2 * time.Second,
 	}
 }
 
@@ -95,6 +103,9 @@ func ValidateConfig(c Config) error {
 	}
 	if c.BinDir == "" {
 		bad("postgres driver: bin-dir is empty: set where pg_ctl and pg_rewind live (Debian: %s)", DefaultBinDir)
+	}
+	if c.FenceGrace < 0 {
+		bad("postgres driver: fence-grace %s is negative: set how long a fence may wait for a clean shutdown before it stops immediate (default 2s)", c.FenceGrace)
 	}
 	for name, n := range c.Nodes {
 		switch {

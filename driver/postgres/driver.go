@@ -51,6 +51,9 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = def.PollInterval
 	}
+	if cfg.FenceGrace == 0 {
+		cfg.FenceGrace = def.FenceGrace
+	}
 	if cfg.ReplicationUser == "" {
 		cfg.ReplicationUser, cfg.ReplicationPassword = cfg.User, cfg.Password
 	}
@@ -245,9 +248,12 @@ func (d *Driver) Status(ctx context.Context, t lifeboat.Target) (lifeboat.Databa
 	return lifeboat.DatabaseStatus{Role: ns.Role, Epoch: ns.Epoch, LagBytes: ns.LagBytes, Lag: ns.Lag}, nil
 }
 
-// Fence makes a primary unable to take writes: a clean shutdown when
-// Lifeboat runs the host, otherwise read-only by default and every other
-// session ended. A replica is left streaming (it takes no writes).
+// Fence makes a primary unable to take writes: a shutdown when Lifeboat
+// runs the host (clean for at most Config.FenceGrace, then immediate, so a
+// hung standby link cannot hold it), otherwise read-only by default and
+// every other session ended. A replica is left streaming (it takes no
+// writes). When it returns nil the node takes no write, and comes back
+// read-only whoever restarts it.
 func (d *Driver) Fence(ctx context.Context, t lifeboat.Target) error {
 	const op = lifeboat.OpDatabaseFence
 	if _, err := d.node(op, t.Resource); err != nil {
@@ -292,8 +298,21 @@ func (d *Driver) fence(ctx context.Context, op lifeboat.Op, resource string) err
 		if err := inst.SetFence(true); err != nil {
 			return lifeboat.Transient(op, resource, fmt.Errorf("fence the node in its lifeboat.conf: %w", err))
 		}
-		if err := inst.Stop(ctx, "fast"); err != nil {
-			return lifeboat.Transient(op, resource, fmt.Errorf("fence by clean shutdown: %w", err))
+		// The fence is the shutdown: from its first signal the postmaster
+		// refuses connections and ends every session, and StopWithin
+		// returns nil only once it has exited with all its backends. The
+		// clean part is bounded (FenceGrace) because it waits for the
+		// standbys to acknowledge the shutdown checkpoint, which never
+		// comes over a hung link; an immediate stop is as safe a fence (the
+		// node restarts read-only, by the line SetFence wrote), it only
+		// costs a crash recovery and, likely, a pg_rewind at rejoin.
+		clean, err := inst.StopWithin(ctx, d.cfg.FenceGrace)
+		if err != nil {
+			return lifeboat.Transient(op, resource, fmt.Errorf("fence by shutdown: %w", err))
+		}
+		if !clean {
+			d.log.Warn("fence: the clean shutdown did not finish; stopped immediate (a standby may lack the shutdown checkpoint; rejoin rewinds)",
+				"resource", resource, "grace", d.cfg.FenceGrace)
 		}
 		return nil
 	}
@@ -329,7 +348,10 @@ func (d *Driver) fence(ctx context.Context, op lifeboat.Op, resource string) err
 
 // Promote makes a replica the primary (pg_promote, waiting until it takes
 // writes). A node already primary on a newer timeline than it had as a
-// standby is done.
+// standby is done. For a sync database with degrade-after whose other
+// copies are all fenced or gone, the new primary starts async at once and
+// the exposure is recorded (see Exposures): no standby can stream from it
+// before a rejoin, so waiting DegradeAfter would only stall writes.
 func (d *Driver) Promote(ctx context.Context, t lifeboat.Target) error {
 	const op = lifeboat.OpDatabasePromote
 	if _, err := d.node(op, t.Resource); err != nil {
@@ -339,13 +361,16 @@ func (d *Driver) Promote(ctx context.Context, t lifeboat.Target) error {
 	if _, err := d.checkEpoch(op, t); err != nil {
 		return err
 	}
-	if err := d.promote(ctx, op, t.Resource, t.Epoch); err != nil {
+	if err := d.promote(ctx, op, t.Resource, t.Epoch, true); err != nil {
 		return err
 	}
 	return nil
 }
 
-func (d *Driver) promote(ctx context.Context, op lifeboat.Op, resource string, epoch uint64) error {
+// promote does the work of Promote (failover) and of a switchover's
+// hand-over (not a failover: the old primary streams again within a
+// moment, so sync is kept).
+func (d *Driver) promote(ctx context.Context, op lifeboat.Op, resource string, epoch uint64, failover bool) error {
 	if inst := d.instances[resource]; inst != nil && !d.running(resource) {
 		if err := inst.Start(ctx); err != nil {
 			return lifeboat.Transient(op, resource, err)
@@ -368,12 +393,8 @@ func (d *Driver) promote(ctx context.Context, op lifeboat.Op, resource string, e
 		if err := d.record(op, resource, epoch, func(r *nodeRecord) { r.StandbyTimeline = tli }); err != nil {
 			return err
 		}
-		var done bool
-		if err := c.QueryRow(ctx, "SELECT pg_promote(true, 60)").Scan(&done); err != nil {
-			return d.classify(op, resource, fmt.Errorf("pg_promote: %w", err))
-		}
-		if !done {
-			return lifeboat.Transient(op, resource, fmt.Errorf("pg_promote did not finish within 60s; see the server log of %s", resource))
+		if err := d.waitPromoted(ctx, op, c, resource); err != nil {
+			return err
 		}
 	}
 	// A copy that was fenced read-only takes writes again only now, for
@@ -395,10 +416,108 @@ func (d *Driver) promote(ctx context.Context, op lifeboat.Op, resource string, e
 			return d.classify(op, resource, err)
 		}
 	}
+	if failover && d.degradeAtOnce(ctx, resource) {
+		// Sync with degrade-after, and no copy left that could stream from
+		// this one soon: the old primary is fenced or gone and comes back
+		// only through a rejoin. Waiting DegradeAfter (and a watcher's
+		// tick) for it would only make the failover's writes time out, so
+		// run async at once and say so: the exposure is recorded before
+		// any write can be let through. WatchSync sets sync again when a
+		// standby streams.
+		database := databaseOf(resource, d.cfg.Nodes[resource])
+		if err := d.exposeFrom(database, resource, time.Now()); err != nil {
+			d.log.Warn("promote: cannot record the exposure; staying sync until the watcher degrades", "resource", resource, "err", err)
+		} else {
+			if _, err := c.Exec(ctx, "ALTER SYSTEM SET synchronous_standby_names = ''"); err != nil {
+				_, _ = d.endExposure(database, time.Now())
+				return d.classify(op, resource, fmt.Errorf("set the replication mode: %w", err))
+			}
+			if _, err := c.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+				return d.classify(op, resource, err)
+			}
+			d.log.Warn("promoted with no standby left: running async until one streams, writes from now on may be lost in a failover",
+				"database", database, "primary", resource)
+			return d.record(op, resource, epoch, func(r *nodeRecord) { r.Fenced, r.FencedAt = false, time.Time{} })
+		}
+	}
 	if err := d.applyReplication(ctx, op, c, resource); err != nil {
 		return err
 	}
 	return d.record(op, resource, epoch, func(r *nodeRecord) { r.Fenced, r.FencedAt = false, time.Time{} })
+}
+
+// waitPromoted asks a standby to promote and waits until it is out of
+// recovery. pg_promote(wait => true) looks only every 100ms; asking
+// without the wait and looking every 2ms on the same session takes
+// 50–100ms off a failover's critical path.
+func (d *Driver) waitPromoted(ctx context.Context, op lifeboat.Op, c *pgx.Conn, resource string) error {
+	var signalled bool
+	if err := c.QueryRow(ctx, "SELECT pg_promote(false)").Scan(&signalled); err != nil {
+		return d.classify(op, resource, fmt.Errorf("pg_promote: %w", err))
+	}
+	if !signalled {
+		return lifeboat.Transient(op, resource, fmt.Errorf("pg_promote could not signal the postmaster of %s; see its server log", resource))
+	}
+	const limit = 60 * time.Second
+	deadline := time.Now().Add(limit)
+	for {
+		var inRecovery bool
+		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+			return d.classify(op, resource, fmt.Errorf("wait for the promotion: %w", err))
+		}
+		if !inRecovery {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			hint := ""
+			if inst := d.instances[resource]; inst != nil {
+				hint = ": see " + inst.LogFile()
+			}
+			return lifeboat.Transient(op, resource, fmt.Errorf("%s was asked to promote but is still in recovery after %s%s", resource, limit, hint))
+		}
+		select {
+		case <-ctx.Done():
+			return d.classify(op, resource, fmt.Errorf("wait for the promotion: %w", ctx.Err()))
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+// degradeAtOnce reports whether a failover's new primary should start
+// async: its database is sync with degrade-after, and none of its peers is
+// a running standby (one that could stream from it without a rejoin).
+// Peers are looked at for at most a second each, in parallel: a hung
+// region must not hold the promote.
+func (d *Driver) degradeAtOnce(ctx context.Context, primary string) bool {
+	r := d.cfg.Replication[databaseOf(primary, d.cfg.Nodes[primary])]
+	if r.Mode != ModeSync || r.DegradeAfter <= 0 {
+		return false
+	}
+	peers := d.peers(primary)
+	standby := make([]bool, len(peers))
+	var wg sync.WaitGroup
+	for k, p := range peers {
+		if rec, err := d.loadRecord(p); err == nil && rec.Fenced {
+			continue // fenced: it takes part again only through a rejoin
+		}
+		if !d.running(p) {
+			continue
+		}
+		wg.Go(func() {
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			if pr, err := d.probe(pctx, lifeboat.OpDatabasePromote, p); err == nil && pr.inRecovery {
+				standby[k] = true
+			}
+		})
+	}
+	wg.Wait()
+	for _, s := range standby {
+		if s {
+			return false
+		}
+	}
+	return true
 }
 
 // timeline returns the node's current timeline: of the WAL it writes on a

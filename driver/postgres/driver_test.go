@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -16,12 +17,13 @@ func TestConfigValidation(t *testing.T) {
 	cfg := postgres.DefaultConfig()
 	cfg.Nodes["shop-a-db-west"] = postgres.Node{Region: "east", Port: 70000, DataDir: "rel"}
 	cfg.Replication["other"] = postgres.Replication{Mode: "semi"}
+	cfg.FenceGrace = -time.Second
 	err := postgres.ValidateConfig(cfg)
 	if err == nil {
 		t.Fatal("want errors")
 	}
 	for _, want := range []string{"state-dir is empty", "not the end of its resource name", "host is empty", "not a TCP port",
-		"absolute path", `replication mode "semi"`, "no node belongs to it"} {
+		"absolute path", `replication mode "semi"`, "no node belongs to it", "fence-grace -1s is negative"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not say %q:\n%v", want, err)
 		}

@@ -393,6 +393,60 @@ func (i *Instance) Stop(ctx context.Context, mode string) error {
 	return nil
 }
 
+// StopWithin shuts the postmaster down cleanly ("fast": SIGINT) but gives
+// that at most grace, then stops it "immediate" (SIGQUIT: no shutdown
+// checkpoint; the next start does crash recovery). A fast shutdown lets
+// the walsenders hand the shutdown checkpoint to the standbys and waits
+// for their acknowledgement: over a hung link that lasts until
+// wal_sender_timeout, too long for a fence. clean reports whether the fast
+// shutdown finished within grace. When it returns nil the postmaster has
+// exited, and a postmaster exits only after all its children (backends
+// included; it SIGKILLs stragglers after 5s), so nothing of it can take a
+// write. Stopping a stopped instance is clean.
+func (i *Instance) StopWithin(ctx context.Context, grace time.Duration) (clean bool, err error) {
+	pid, ok := i.PID()
+	if !ok {
+		return true, nil
+	}
+	// Signals rather than pg_ctl: pg_ctl polls every 100ms, and a fence
+	// is on the failover's critical path.
+	signal := func(sig syscall.Signal) error {
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("signal %v to postmaster %d of %s: %w", sig, pid, i.DataDir, err)
+		}
+		return nil
+	}
+	gone := func(ctx context.Context) bool {
+		for alive(pid) {
+			select {
+			case <-ctx.Done():
+				return false
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		return true
+	}
+	if err := signal(syscall.SIGINT); err != nil {
+		return false, err
+	}
+	gctx, cancel := context.WithTimeout(ctx, grace)
+	clean = gone(gctx)
+	cancel()
+	if clean {
+		return true, nil
+	}
+	if ctx.Err() != nil {
+		return false, fmt.Errorf("stop PostgreSQL in %s: postmaster %d still runs: %w; see %s", i.DataDir, pid, ctx.Err(), i.LogFile())
+	}
+	if err := signal(syscall.SIGQUIT); err != nil {
+		return false, err
+	}
+	if !gone(ctx) {
+		return false, fmt.Errorf("stop PostgreSQL in %s: postmaster %d still runs after an immediate shutdown: %w; see %s (kill -9 it by PID if it is stuck)", i.DataDir, pid, ctx.Err(), i.LogFile())
+	}
+	return false, nil
+}
+
 // Kill sends SIGKILL to the postmaster (by the PID in postmaster.pid) and
 // waits until it is gone: a crash, for tests and drills.
 func (i *Instance) Kill(ctx context.Context) error {

@@ -167,7 +167,7 @@ func (d *Driver) handOver(ctx context.Context, op lifeboat.Op, inst *Instance, f
 	}
 	rep.CaughtUp = time.Since(begin)
 	begin = time.Now()
-	if err := d.promote(ctx, op, t.Resource, t.Epoch); err != nil {
+	if err := d.promote(ctx, op, t.Resource, t.Epoch, false); err != nil {
 		return err
 	}
 	rep.Promoted = time.Since(begin)

@@ -6,8 +6,10 @@ package pgtest
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -35,6 +37,7 @@ type options struct {
 	name     string
 	settings map[string]string
 	dir      string
+	via      string
 }
 
 // Option changes how a cluster is started.
@@ -53,6 +56,11 @@ func Setting(k, v string) Option {
 		o.settings[k] = v
 	}
 }
+
+// Via makes a standby reach its primary at addr ("host:port" on
+// 127.0.0.1: a proxy standing for the link) instead of the primary's own
+// address, for its base backup and its stream.
+func Via(addr string) Option { return func(o *options) { o.via = addr } }
 
 // Dir puts the data dir at dir instead of a new temporary dir.
 func Dir(dir string) Option { return func(o *options) { o.dir = dir } }
@@ -134,7 +142,20 @@ func StartStandby(t testing.TB, primary *Cluster, opts ...Option) *Cluster {
 	c := newCluster(t, opts)
 	cx, cancel := ctx(t)
 	defer cancel()
-	if err := postgres.StartStandby(cx, c.Instance, primary.ReplicationConninfo(c.Name)); err != nil {
+	conninfo := primary.ReplicationConninfo(c.Name)
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.via != "" {
+		host, port, err := net.SplitHostPort(o.via)
+		if err != nil {
+			t.Fatalf("pgtest.Via(%q): want host:port: %v", o.via, err)
+		}
+		p, _ := strconv.Atoi(port)
+		conninfo = postgres.Conninfo(host, p, ReplUser, ReplPassword, "", c.Name)
+	}
+	if err := postgres.StartStandby(cx, c.Instance, conninfo); err != nil {
 		t.Fatalf("start standby of %s: %v", primary.Dir, err)
 	}
 	return c
