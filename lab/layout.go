@@ -71,6 +71,12 @@ const (
 	offPostgres = 0 // west, east: PostgreSQL; central: the daemon (agent)
 	offIngress  = 1 // west, east: the region's ingress link; central: the front
 	offPeer     = 2 // west, east: this region's view of the other region's PostgreSQL
+	// The lab with tenants: the pools' PostgreSQL in west and east, and
+	// the tenants' gate in central.
+	offPaid     = 3
+	offPaidEast = 4
+	offTrial    = 5
+	offGate     = 2 // central
 )
 
 // RegionInfo is where one region of the lab lives.
@@ -114,9 +120,15 @@ type Info struct {
 	Monitor string `json:"monitor,omitempty"`
 	// Net is where the regions' namespaces are (set by the daemon when
 	// Monitor is on).
-	Net      *NetInfo     `json:"net,omitempty"`
-	Checksum string       `json:"checksum"`
-	Regions  []RegionInfo `json:"regions"`
+	Net *NetInfo `json:"net,omitempty"`
+	// Tenants is how many tenants 'lab up --tenants N' created (0: a lab
+	// without tenants); TenantConcurrency is tenants.concurrency; Gate is
+	// the tenants' PostgreSQL front door (host:port).
+	Tenants           int          `json:"tenants,omitempty"`
+	TenantConcurrency int          `json:"tenant_concurrency,omitempty"`
+	Gate              string       `json:"gate,omitempty"`
+	Checksum          string       `json:"checksum"`
+	Regions           []RegionInfo `json:"regions"`
 	// Set by Up, not stored.
 	PID            int           `json:"pid,omitempty"`
 	Ready          time.Duration `json:"ready,omitempty"`

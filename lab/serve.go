@@ -25,6 +25,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/lab/netns"
 	"github.com/lifeboat-dr/lifeboat/lab/wan"
 	"github.com/lifeboat-dr/lifeboat/store"
+	"github.com/lifeboat-dr/lifeboat/tenant/serve"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -69,6 +70,11 @@ type daemon struct {
 	etcd      *clientv3.Client
 	lastState atomic.Pointer[lifeboat.State]
 	stopping  atomic.Bool
+
+	// The lab with tenants (in.Tenants > 0): the trial pool's west copy
+	// and the tenants' gate and recovery.
+	trial   *postgres.Instance
+	tenants atomic.Pointer[serve.Hosted]
 }
 
 // downRegion is what region-down stopped in a region, for heal to restart.
@@ -228,6 +234,9 @@ func (d *daemon) start(ctx context.Context, stops *[]func()) error {
 		}
 		pcfg.Replication = map[string]postgres.Replication{Service + "-" + Unit + "-" + Orders: r}
 	}
+	if in.Tenants > 0 {
+		d.addPoolNodes(pcfg.Nodes)
+	}
 	if d.pg, err = postgres.New(pcfg); err != nil {
 		return err
 	}
@@ -252,6 +261,11 @@ func (d *daemon) start(ctx context.Context, stops *[]func()) error {
 		}
 		if pcfg.Replication[Service+"-"+Unit+"-"+Orders].DegradeAfter > 0 {
 			go func() { _ = d.pg.WatchSync(ctx, Service+"-"+Unit+"-"+Orders, 250*time.Millisecond) }()
+		}
+	}
+	if in.Tenants > 0 {
+		if err := d.startPools(ctx, stops); err != nil {
+			return err
 		}
 	}
 
@@ -309,7 +323,13 @@ func (d *daemon) start(ctx context.Context, stops *[]func()) error {
 
 	// Ready when the standby streams: the lab can fail over from here.
 	d.setPhase("waiting for the standby to stream")
-	return d.waitStreaming(ctx, time.Minute)
+	if err := d.waitStreaming(ctx, time.Minute); err != nil {
+		return err
+	}
+	if in.Tenants > 0 {
+		return d.startTenants(ctx, stops, st)
+	}
+	return nil
 }
 
 // controlState opens the control plane's store in the lab's .lifeboat and
@@ -431,6 +451,8 @@ type Status struct {
 	Run         string             `json:"run,omitempty"`
 	Controllers []ControllerStatus `json:"controllers,omitempty"`
 	NetFaults   []string           `json:"net_faults,omitempty"`
+	// Tenants is the tenants' gate and recovery (the lab with --tenants).
+	Tenants *serve.Status `json:"tenants,omitempty"`
 	// PIDs of every process the lab runs now.
 	PIDs []int `json:"pids"`
 }
@@ -521,6 +543,22 @@ func (d *daemon) status(ctx context.Context) Status {
 				}
 			}
 			s.ScaleSets = append(s.ScaleSets, ScaleSetStatus{Resource: res, Region: region, Instances: ins})
+		}
+	}
+	if h := d.tenants.Load(); h != nil {
+		ts := h.Status()
+		s.Tenants = &ts
+	}
+	if d.trial != nil {
+		if pid, ok := d.trial.PID(); ok {
+			s.PIDs = append(s.PIDs, pid)
+		}
+		for _, p := range poolHomes {
+			for _, r := range []string{West, East} {
+				if pid, ok := d.pg.Instance(Resource(p.component, r)).PID(); ok {
+					s.PIDs = append(s.PIDs, pid)
+				}
+			}
 		}
 	}
 	d.mu.Lock()

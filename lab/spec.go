@@ -46,14 +46,46 @@ units:
         dr-mode: geo-replica
         replication: {{.Replication}}{{if .DegradeAfter}}
         degrade-after: {{.DegradeAfter}}{{end}}
+        lag: 1s{{if .Tenants}}
+        endpoints: {west: "{{.T.OrdersWest}}", east: "{{.T.OrdersEast}}"}
+      # Tenant pools (lifeboat lab up --tenants N): paid's primary in west
+      # and paideast's in east (split placement, seed 004's scenario 3),
+      # both streaming to the other region; trial only in west, its DR
+      # copy created in east by the tenants' recovery.
+      paid:
+        engine: postgres
+        dr-mode: geo-replica
         lag: 1s
+        endpoints: {west: "{{.T.PaidWest}}", east: "{{.T.PaidEast}}"}
+      paideast:
+        engine: postgres
+        dr-mode: geo-replica
+        lag: 1s
+        endpoints: {west: "{{.T.PaidEastWest}}", east: "{{.T.PaidEastEast}}"}
+      trial:
+        engine: postgres
+        dr-mode: none
+        endpoints: {west: "{{.T.TrialWest}}", east: "{{.T.TrialEast}}"}{{end}}
     traffic:
       www:
         names: [{{.Host}}]
         ttl: 5s
         target: web
 
-drivers:
+{{if .Tenants}}tenants:
+  catalog: storefront.orders
+  batch: 20
+  concurrency: {{.T.Concurrency}}
+  gate: {listen: "{{.T.Gate}}", wait: 30s}
+  pools:
+    paid: {database: storefront.paid, isolation: schema, capacity: {active: 50, standby: 10}}
+    paideast: {database: storefront.paideast, region: east, isolation: schema}
+    trial: {database: storefront.trial, isolation: schema}
+  tiers:
+    paid: {placement: split, pools: [paid, paideast], strategy: geo-replicate, priority: 1}
+    trial: {pool: trial, strategy: geo-restore, priority: 2, backup-interval: 1h, objectives: {rto: 1h, rpo: 1h}}
+
+{{end}}drivers:
   default: agent
   traffic: frontdoor
   agent: {url: "{{.URL}}"}
@@ -112,6 +144,9 @@ func writeSpec(in *Info) error {
 	data := map[string]any{"Service": Service, "Checksum": in.Checksum, "URL": in.URL, "Host": HostName,
 		"Replication": repl, "DegradeAfter": in.DegradeAfter,
 		"Front": in.Front, "IngressWest": in.Region(West).Ingress, "IngressEast": in.Region(East).Ingress}
+	if in.Tenants > 0 {
+		data["Tenants"], data["T"] = true, tenantSpec(in)
+	}
 	// The monitor's sections need the namespaces' addresses: the daemon
 	// writes them once it has made the namespaces.
 	if in.Monitor != "" && in.Net != nil {

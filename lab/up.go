@@ -49,6 +49,15 @@ type Options struct {
 	// "" runs the lab without them. Fixed when the lab is laid out; only
 	// the mode may change on a later up.
 	Monitor string
+	// Tenants, when positive, adds seed 004's tenants to the lab: a
+	// catalog in orders, tenant pools (paid in west, paideast in east,
+	// both geo-replicated; trial in west only), this many tenants (half
+	// paid, half trial, each with a few rows), and the tenants' gate and
+	// recovery in the daemon. Fixed when the lab is laid out.
+	Tenants int
+	// TenantConcurrency is tenants.concurrency (batches or restores at
+	// once); default 4.
+	TenantConcurrency int
 }
 
 // DefaultOptions returns the defaults: the lab in ./lab.
@@ -80,6 +89,12 @@ func ValidateOptions(o Options) error {
 	}
 	if o.Monitor != "" && os.Geteuid() != 0 {
 		errs = append(errs, errors.New("lab: --monitor runs each region in its own network namespace, which needs root: run 'lifeboat lab up' as root, or without --monitor"))
+	}
+	if o.Tenants < 0 || o.TenantConcurrency < 0 {
+		errs = append(errs, fmt.Errorf("lab: --tenants %d and the tenants' concurrency %d must not be negative", o.Tenants, o.TenantConcurrency))
+	}
+	if o.Tenants > 0 && o.Monitor != "" {
+		errs = append(errs, errors.New("lab: --tenants is not available with --monitor yet (the tenant pools listen on loopback, outside the regions' namespaces): use one or the other"))
 	}
 	if o.DegradeAfter > 0 && o.Replication != "sync" {
 		errs = append(errs, errors.New("lab: --degrade-after applies only to --replication sync"))
@@ -142,6 +157,9 @@ func Up(ctx context.Context, o Options) (*Info, error) {
 				dir, monitorWords(in.Monitor), o.Monitor, monitorFlag(in.Monitor), dir))
 		}
 		in.Monitor = o.Monitor
+		if o.Tenants > 0 && o.Tenants != in.Tenants {
+			return nil, lifeboat.Permanent(OpUp, "", fmt.Errorf("the lab in %s was laid out with %d tenants, and --tenants %d asks for another lab: run 'lifeboat lab up' without --tenants, or 'lifeboat lab down --dir %s' and remove the directory to lay it out afresh", dir, in.Tenants, o.Tenants, dir))
+		}
 		for _, r := range in.Regions {
 			if !blockFree(r.PortBase) {
 				return nil, lifeboat.Transient(OpUp, "", fmt.Errorf("the lab in %s uses ports %d..%d for %s, and some are taken now: stop what listens there (ss -ltnp), or run 'lifeboat lab down --dir %s' and remove the directory to lay the lab out afresh", dir, r.PortBase, r.PortBase+r.Ports-1, r.Name, dir))
@@ -153,6 +171,10 @@ func Up(ctx context.Context, o Options) (*Info, error) {
 		}
 		in.Replication = o.Replication
 		in.Monitor = o.Monitor
+		if o.Tenants > 0 {
+			in.Tenants, in.TenantConcurrency = o.Tenants, o.TenantConcurrency
+			in.Gate = addr(in.Region(Central).PortBase + offGate)
+		}
 		if o.DegradeAfter > 0 {
 			in.DegradeAfter = o.DegradeAfter.String()
 		}

@@ -1,0 +1,268 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/lifeboat-dr/lifeboat"
+	"github.com/lifeboat-dr/lifeboat/config"
+	"github.com/lifeboat-dr/lifeboat/driver"
+	"github.com/lifeboat-dr/lifeboat/driver/postgres"
+	"github.com/lifeboat-dr/lifeboat/engine"
+	"github.com/lifeboat-dr/lifeboat/planner"
+	"github.com/lifeboat-dr/lifeboat/store"
+	"github.com/lifeboat-dr/lifeboat/tenant"
+)
+
+// gateConn connects to a tenant through the lab's gate.
+func gateConn(ctx context.Context, in *Info, name string) (*pgx.Conn, error) {
+	return pgx.Connect(ctx, fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable&connect_timeout=40", DBUser, DBPassword, in.Gate, name))
+}
+
+// tenantRows returns how many rows a tenant has per id, through the gate.
+func tenantRows(ctx context.Context, in *Info, name string) (map[int]int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+	c, err := gateConn(ctx, in, name)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close(context.Background())
+	rows, err := c.Query(ctx, `SELECT id, count(*) FROM items GROUP BY id`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]int{}
+	for rows.Next() {
+		var id, n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, err
+		}
+		out[id] = n
+	}
+	return out, rows.Err()
+}
+
+// failover runs a failover plan to completion, as 'lifeboat failover
+// --yes' would.
+func failover(t *testing.T, in *Info) *lifeboat.State {
+	t.Helper()
+	ctx := context.Background()
+	spec, _, err := config.Load(in.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, store.Options{Dir: filepath.Join(in.Dir, ".lifeboat"), Service: spec.Service})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	state, err := st.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := planner.Plan(spec, state, lifeboat.IntentFailover, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	drivers, err := driver.FromSpec(spec, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec := engine.DefaultConfig()
+	ec.Store, ec.By = st, "lab tenants test"
+	ec.Bind = func(run string, step *lifeboat.Step) (lifeboat.Action, error) {
+		return lifeboat.Bind(spec, drivers, run, step)
+	}
+	eng, err := engine.New(ec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := eng.Start(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Error(); err != nil {
+		t.Fatalf("failover: %v", err)
+	}
+	after, err := st.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return after
+}
+
+// Seed 004's scenarios 2 and 3 in one lab: west is failed over; the paid
+// tenants of west's pool are made available in east in batches, those of
+// paideast (primary in east) are not touched, the trial tenants are
+// geo-restored into a trial pool created in east, and a psql connection to
+// the last trial tenant in line gets it restored ahead of the others.
+// Every tenant's rows are checked at the end.
+func TestTenantsInTheLab(t *testing.T) {
+	if _, err := os.Stat(filepath.Join(postgres.DefaultBinDir, "psql")); err != nil {
+		t.Skipf("no PostgreSQL 15 client: %v", err)
+	}
+	const n = 60
+	dir := labDir(t)
+	ctx := context.Background()
+	in, err := Up(ctx, Options{Dir: dir, Tenants: n, TenantConcurrency: 1})
+	t.Cleanup(func() {
+		if rep, err := Down(context.Background(), dir); err != nil {
+			t.Errorf("lab down: %v (%+v)", err, rep)
+		}
+		if t.Failed() {
+			t.Logf("lab.log:\n%s", tail(logPath(dir), 80))
+		}
+	})
+	if err != nil {
+		t.Fatalf("lab up --tenants %d: %v\n%s", n, err, tail(logPath(dir), 40))
+	}
+	t.Logf("lab up with %d tenants: %s", n, in.Ready.Round(time.Millisecond))
+	if _, diags, err := config.Load(in.Spec); err != nil || diags.HasErrors() {
+		t.Fatalf("the lab's spec does not validate: %v %v", err, diags)
+	}
+	paid, trial := TenantCounts(n)
+
+	// Before: every tenant answers through the gate with its rows.
+	for _, name := range []string{TenantName(TierPaid, 1), TenantName(TierPaid, 2), TenantName(TierTrial, 1)} {
+		rows, err := tenantRows(ctx, in, name)
+		if err != nil || rows[1] != 1 || rows[TenantRows] != 1 {
+			t.Fatalf("tenant %s through the gate before the failover: %v %v", name, rows, err)
+		}
+	}
+
+	state := failover(t, in)
+	if state.Active != East || state.Epoch < 2 {
+		t.Fatalf("after the failover: active %s at epoch %d", state.Active, state.Epoch)
+	}
+
+	// The recovery begins; the last trial tenant in line is asked for
+	// by psql and is restored ahead of the others.
+	hurried := TenantName(TierTrial, trial)
+	eventually(t, 30*time.Second, "the tenants' recovery started", func() error {
+		ts := statusOf(t, dir).Tenants
+		if ts == nil || ts.Recovery == nil {
+			return fmt.Errorf("no recovery yet: %+v", ts)
+		}
+		return nil
+	})
+	psql := exec.Command(filepath.Join(postgres.DefaultBinDir, "psql"), "-X", "-At", "-c", "SELECT count(*) FROM items WHERE id <= 3",
+		fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=disable connect_timeout=60", port(in.Gate), DBUser, hurried))
+	psql.Env = append(os.Environ(), "PGPASSWORD="+DBPassword)
+	out, err := psql.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "3" {
+		t.Fatalf("psql to the queued tenant %s through the gate: %v: %s", hurried, err, out)
+	}
+
+	var ts = statusOf(t, dir).Tenants
+	eventually(t, 60*time.Second, "the tenants' recovery done", func() error {
+		ts = statusOf(t, dir).Tenants
+		if ts.Recovery == nil || !ts.Recovery.Done {
+			return fmt.Errorf("%+v", ts.Recovery)
+		}
+		return nil
+	})
+	rec := ts.Recovery
+	t.Logf("recovery: %s", rec.Text)
+	if !slices.Contains(rec.Hurried, hurried) {
+		t.Errorf("%s is not recorded as hurried: %v", hurried, rec.Hurried)
+	}
+	var restored []string
+	for _, name := range rec.Available {
+		if strings.HasPrefix(name, TierTrial[:1]) {
+			restored = append(restored, name)
+		}
+	}
+	t.Logf("trial tenants in the order they were restored: %v", restored)
+	if len(restored) != trial {
+		t.Errorf("%d trial tenants restored, want %d: %v", len(restored), trial, restored)
+	}
+	// With one restore at a time, at most the one already running when
+	// psql connected can come before it.
+	if i := slices.Index(restored, hurried); i < 0 || i > 1 {
+		t.Errorf("hurried tenant %s was restored %d-th (0-based), want first or second: %v", hurried, i, restored)
+	}
+
+	// The catalog: west's paid tenants and every trial tenant in east at
+	// the failover's epoch; paideast's tenants untouched (scenario 3).
+	spec, _, err := config.Load(in.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := tenant.OpenCatalog(ctx, spec, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	all, err := cat.List(ctx, tenant.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != n {
+		t.Fatalf("%d tenants in the catalog, want %d", len(all), n)
+	}
+	moved, untouched := 0, 0
+	for _, tn := range all {
+		if tn.State != lifeboat.TenantAvailable || tn.Region != East {
+			t.Errorf("tenant %s after the recovery: %s in %s (%s)", tn.Name, tn.State, tn.Region, tn.Reason)
+		}
+		switch {
+		case tn.Pool == PoolPaidEast:
+			untouched++
+			if tn.Epoch != 1 || !tn.Recovered.IsZero() {
+				t.Errorf("tenant %s of the east-homed pool was touched: %+v", tn.Name, tn)
+			}
+		default:
+			moved++
+			if tn.Epoch != state.Epoch || tn.Recovered.IsZero() {
+				t.Errorf("tenant %s: epoch %d, recovered %v; want epoch %d and a recovery time", tn.Name, tn.Epoch, tn.Recovered, state.Epoch)
+			}
+		}
+	}
+	if untouched != paid/2 || moved != n-paid/2 {
+		t.Errorf("%d tenants moved and %d untouched, want %d and %d", moved, untouched, n-paid/2, paid/2)
+	}
+	// paideast's primary is still east's, its standby still west's.
+	for region, want := range map[string]bool{East: false, West: true} {
+		c, err := pgx.Connect(ctx, in.TenantPoolURL(PoolPaidEast, region))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var inRecovery bool
+		if err := c.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&inRecovery); err != nil {
+			t.Fatal(err)
+		}
+		c.Close(ctx)
+		if inRecovery != want {
+			t.Errorf("pool %s in %s: in recovery %v, want %v", PoolPaidEast, region, inRecovery, want)
+		}
+	}
+
+	// Every tenant's rows, through the gate: nothing lost beyond its
+	// tier's RPO (trial may lose the row written after its backup),
+	// nothing duplicated.
+	for _, tn := range all {
+		rows, err := tenantRows(ctx, in, tn.Name)
+		if err != nil {
+			t.Errorf("tenant %s through the gate after the recovery: %v", tn.Name, err)
+			continue
+		}
+		for id := 1; id <= TenantRows; id++ {
+			if rows[id] != 1 {
+				t.Errorf("tenant %s has %d rows of id %d, want 1: %v", tn.Name, rows[id], id, rows)
+			}
+		}
+		extra := rows[TenantRows+1]
+		if tn.Tier == TierPaid && extra != 0 || extra > 1 || len(rows) > TenantRows+1 {
+			t.Errorf("tenant %s (%s) has rows %v", tn.Name, tn.Tier, rows)
+		}
+	}
+}
