@@ -120,7 +120,7 @@ func (a *app) serveRegion(ctx context.Context, region string) error {
 	}
 	if !a.json() {
 		if apiAt != "" {
-			fmt.Fprintf(a.out, "%s: api and metrics at %s (/v1/…, /metrics)\n", a.paint(bold, "lifeboat serve"), apiAt)
+			fmt.Fprintf(a.out, "%s: dashboard %s/ui/ · api %s/v1/ · metrics %s/metrics\n", a.paint(bold, "lifeboat serve"), apiAt, apiAt, apiAt)
 		}
 		targets, _ := controller.Targets(spec, state.Active)
 		fmt.Fprintf(a.out, "%s: %s's controller for %s · mode %s · %d target(s) probed every %s, down after %d failures · lease %s\n",

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lifeboat-dr/lifeboat"
 	"github.com/lifeboat-dr/lifeboat/api"
+	"github.com/lifeboat-dr/lifeboat/dashboard"
 	"github.com/lifeboat-dr/lifeboat/driver"
 	"github.com/lifeboat-dr/lifeboat/driver/agent"
 	"github.com/lifeboat-dr/lifeboat/metrics"
@@ -121,7 +122,7 @@ func (a *app) serve(ctx context.Context) error {
 			fmt.Fprintf(a.out, "  lease %s, renewed while the state store answers\n", lifeboat.FormatDuration(h.Lease))
 		}
 		if apiAt != "" {
-			fmt.Fprintf(a.out, "  api %s\n", apiAt)
+			fmt.Fprintf(a.out, "  dashboard %s/ui/ · api %s/v1/\n", apiAt, apiAt)
 		}
 		fmt.Fprintln(a.out, "Ctrl-C stops.")
 	} else {
@@ -179,10 +180,18 @@ func (a *app) serveAPI(ctx context.Context, spec *lifeboat.Spec, st lifeboat.Sto
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", srv)
+	dash, err := dashboard.New(dashboard.Config{Spec: spec, Store: st, API: srv, Log: log})
+	if err != nil {
+		srv.Close()
+		return "", exit(exitSpec, "%s: dashboard: %v", a.specPath, err)
+	}
+	mux.Handle(dashboard.Prefix, dash)
+	mux.Handle("GET /{$}", http.RedirectHandler(dashboard.Prefix, http.StatusSeeOther))
 	if reg != nil {
 		mux.Handle("GET /metrics", metrics.Handler(reg))
 	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	hs.RegisterOnShutdown(dash.Close) // end the live streams, so Shutdown does not wait on them
 	go func() { _ = hs.Serve(ln) }()
 	go func() {
 		<-ctx.Done()
