@@ -252,7 +252,11 @@ func nullTime(t time.Time) *time.Time {
 // classify wraps err as retryable or not: a lost connection, a timeout, a
 // server shutting down, a serialization failure or too many connections
 // may pass; a bad statement, a missing table or a permission will not.
-func classify(op lifeboat.Op, resource string, err error) error {
+func classify(op lifeboat.Op, resource string, err error) error { return Classify(op, resource, err) }
+
+// Classify wraps err as a lifeboat.Error, retryable when Retryable says
+// so; an error that is one already is returned as it is.
+func Classify(op lifeboat.Op, resource string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -266,7 +270,12 @@ func classify(op lifeboat.Op, resource string, err error) error {
 	return lifeboat.Permanent(op, resource, err)
 }
 
-func retryable(err error) bool {
+func retryable(err error) bool { return Retryable(err) }
+
+// Retryable reports whether a PostgreSQL error may pass on a retry: a
+// lost connection, a timeout, a server shutting down, a serialization
+// failure, too many connections, a lock or an object in use.
+func Retryable(err error) bool {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch pe.Code[:2] {

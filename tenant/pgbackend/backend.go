@@ -11,13 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	lifeboat "github.com/lifeboat-dr/lifeboat"
 	"github.com/lifeboat-dr/lifeboat/tenant"
@@ -282,34 +280,16 @@ func (b *Backend) RaiseCapacity(ctx context.Context, pool, region string, n int)
 	return nil
 }
 
-// classify marks err retryable or not, as package tenant does.
+// classify marks err retryable or not, as package tenant does; a
+// cancelled restore may be done again.
 func classify(op lifeboat.Op, resource string, err error) error {
-	if err == nil {
-		return nil
+	if errors.Is(err, context.Canceled) {
+		var le *lifeboat.Error
+		if !errors.As(err, &le) {
+			return lifeboat.Transient(op, resource, err)
+		}
 	}
-	var le *lifeboat.Error
-	if errors.As(err, &le) {
-		return err
-	}
-	if retryable(err) {
-		return lifeboat.Transient(op, resource, err)
-	}
-	return lifeboat.Permanent(op, resource, err)
+	return tenant.Classify(op, resource, err)
 }
 
-func retryable(err error) bool {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		switch pe.Code[:2] {
-		case "08", "40", "53", "57", "58":
-			return true
-		}
-		return pe.Code == "55P03" || pe.Code == "55006"
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return true
-	}
-	var ne net.Error
-	var ce *pgconn.ConnectError
-	return errors.As(err, &ne) || errors.As(err, &ce) || pgconn.SafeToRetry(err) || pgconn.Timeout(err)
-}
+func retryable(err error) bool { return tenant.Retryable(err) || errors.Is(err, context.Canceled) }
