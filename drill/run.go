@@ -268,6 +268,20 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// Every order, counted on the writable primary.
 	final, err := ordersOnPrimary(context.Background(), in, settled.Active, run)
 	if err != nil {
+		if settled.Active == fault.Region && (o.Scenario == ScenarioRegionOutage || o.Scenario == ScenarioRegionHang) {
+			// Say what went wrong first: the service never left the region.
+			var ran []string
+			if steps, serr := stepsSince(context.Background(), st, fault.At.Add(-time.Second)); serr == nil {
+				for _, s := range steps {
+					ran = append(ran, s.ID+" "+s.Status)
+				}
+			}
+			if len(ran) == 0 {
+				ran = []string{"none"}
+			}
+			return nil, fmt.Errorf("no failover: after the %s of %s the state still says %s is active (epoch %d); steps run since the fault: %s; see the controllers' logs under %s: %w",
+				o.Scenario, fault.Region, settled.Active, settled.Epoch, strings.Join(ran, "; "), in.Dir, err)
+		}
 		return nil, err
 	}
 	var all []Attempt
