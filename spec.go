@@ -256,6 +256,11 @@ type Tenants struct {
 	// Concurrency is how many batches, or geo-restores, run at once;
 	// default 4.
 	Concurrency int `yaml:"concurrency,omitempty" json:"concurrency,omitempty" jsonschema:"minimum=1"`
+	// Backups are where each region receives the other region's tenant
+	// backups (geo-restore tiers), by region name: a tenant whose primary
+	// is in west ships its backups to backups.east. Relative to the spec
+	// file. Default: .lifeboat/tenant-backups/<region> next to the spec.
+	Backups map[string]string `yaml:"backups,omitempty" json:"backups,omitempty"`
 	// Gate is the PostgreSQL-protocol front door for tenants: it routes
 	// each connection to its tenant's pool by the startup message's
 	// database, and a connection to a tenant waiting for recovery moves

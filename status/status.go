@@ -249,7 +249,21 @@ type View struct {
 	Decision *monitor.Decision `json:"decision,omitempty"`
 	// Exposure is the RPO exposure the active region's controller measures.
 	Exposure []monitor.Exposure `json:"exposure,omitempty"`
-	State    *lifeboat.State    `json:"state"`
+	// Tenants sums up the tenants' catalog, when the spec has tenants.
+	Tenants *TenantsView    `json:"tenants,omitempty"`
+	State   *lifeboat.State `json:"state"`
+}
+
+// TenantsView sums up the tenants: how many in each state, overall and by
+// tier, and what a recovery in progress waits for.
+type TenantsView struct {
+	Total  int                                     `json:"total"`
+	Counts map[lifeboat.TenantState]int            `json:"counts"`
+	ByTier map[string]map[lifeboat.TenantState]int `json:"by_tier"`
+	// Recovery says what a tenants' recovery in progress waits for ("" when none).
+	Recovery string `json:"recovery,omitempty"`
+	// Error says why the catalog could not be read.
+	Error string `json:"error,omitempty"`
 }
 
 // Build reads the state and the run in progress from st and asks the
