@@ -108,6 +108,14 @@ func Choose(spec *lifeboat.Spec, st *lifeboat.State, tier string, counts map[str
 	if err != nil {
 		return Placement{}, fmt.Errorf("pool %s: %w", name, err)
 	}
+	if tr.Strategy == lifeboat.StrategyGeoRestore && st.Active != region && spec.Regions.Has(st.Active) {
+		// The pool's region was lost and the service failed over: its
+		// copy there (dr-mode none) is no use. New tenants go to the DR
+		// pool the recovery creates in the active region (seed 004: "all
+		// new accounts and tenant databases are created in the DR
+		// region"); until it exists, creating one fails and may be retried.
+		region = st.Active
+	}
 	return Placement{Pool: name, Region: region, Epoch: st.Epoch}, nil
 }
 

@@ -215,7 +215,7 @@ func TestChooseAfterFailover(t *testing.T) {
 	spec := testSpec()
 	st := testState(spec)
 	// west is lost: paid1 promoted in east, trial not yet restored there.
-	st.Epoch = 2
+	st.Epoch, st.Active = 2, "east"
 	st.Resource(spec, "data", "paida", "west").Role = lifeboat.DBFenced
 	st.Resource(spec, "data", "paida", "east").Role = lifeboat.DBPrimary
 	st.Resource(spec, "data", "trial", "west").Role = lifeboat.DBFenced
@@ -226,6 +226,14 @@ func TestChooseAfterFailover(t *testing.T) {
 	_, err = Choose(spec, st, "trial", nil)
 	if !errors.Is(err, ErrNoPrimary) || !lifeboat.IsRetryable(err) {
 		t.Fatalf("trial before its DR pool exists: %v, want a retryable ErrNoPrimary", err)
+	}
+	// A geo-restore pool with dr-mode none keeps its lost copy "primary"
+	// in the state: once the service runs in east, new trials go to the
+	// DR pool there all the same.
+	none := testState(spec)
+	none.Epoch, none.Active = 2, "east"
+	if p, err := Choose(spec, none, "trial", nil); err != nil || p != (Placement{Pool: "trial", Region: "east", Epoch: 2}) {
+		t.Fatalf("trial after a failover, its lost copy still primary in the state: %+v, %v; want trial in east", p, err)
 	}
 	// The recovery restores the trial pool in east: new trials go there.
 	st.Resource(spec, "data", "trial", "east").Role = lifeboat.DBPrimary
