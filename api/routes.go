@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/planner"
 	"github.com/lifeboat-dr/lifeboat/status"
 	"github.com/lifeboat-dr/lifeboat/store"
+	"github.com/lifeboat-dr/lifeboat/tenant"
 )
 
 // route is one endpoint: the table drives both the mux and the OpenAPI
@@ -238,7 +240,7 @@ func (s *Server) table() []route {
 	return []route{
 		{Method: "GET", Path: "/v1/openapi.json", Summary: "This document: every route of the API", Out: map[string]any{}, h: s.openapiDoc},
 		{Method: "GET", Path: "/v1/whoami", Role: lifeboat.RoleViewer, Summary: "Who the credentials name, and their role", Out: Identity{}, Codes: e4xx, h: s.whoami},
-		{Method: "GET", Path: "/v1/status", Role: lifeboat.RoleViewer, Summary: "What 'lifeboat status' shows: active region, epoch, run in progress, routes, resources, readiness, controllers, the leader's decision, RPO exposure", Out: status.View{}, Codes: e4xx, h: s.status},
+		{Method: "GET", Path: "/v1/status", Role: lifeboat.RoleViewer, Summary: "What 'lifeboat status' shows: active region, epoch, run in progress, routes, resources, readiness, controllers, the leader's decision, RPO exposure, tenant counts by state and tier", Out: status.View{}, Codes: e4xx, h: s.status},
 		{Method: "GET", Path: "/v1/readiness", Role: lifeboat.RoleViewer, Summary: "Readiness checks with reasons; blocking ones would make a failover fail", Out: ReadinessView{}, Codes: e4xx, h: s.readiness},
 		{Method: "GET", Path: "/v1/plans/{intent}", Role: lifeboat.RoleViewer, Summary: "The plan 'lifeboat plan' prints, without running it", Query: []string{"to"}, Out: PlanPreview{}, Codes: append(e4xx, 400, 409), h: s.plan},
 		{Method: "GET", Path: "/v1/runs", Role: lifeboat.RoleViewer, Summary: "Every run, newest first", Out: []*lifeboat.Run{}, Codes: e4xx, h: s.runs},
@@ -249,7 +251,8 @@ func (s *Server) table() []route {
 		{Method: "POST", Path: "/v1/runs/{run}/resume", Role: lifeboat.RoleOperator, Action: "runs.resume", Summary: "Resume an interrupted, failed or waiting run from its journal (202)", In: ResumeRun{}, Out: Accepted{}, Codes: append(e4xx, 400, 404, 409), h: s.resume},
 		{Method: "GET", Path: "/v1/history", Role: lifeboat.RoleViewer, Summary: "Past runs as 'lifeboat history' lists them", Out: []HistoryRow{}, Codes: e4xx, h: s.history},
 		{Method: "GET", Path: "/v1/units", Role: lifeboat.RoleViewer, Summary: "The unit registry: resources, quadrants, purpose", Out: []status.Unit{}, Codes: e4xx, h: s.units},
-		{Method: "GET", Path: "/v1/tenants", Role: lifeboat.RoleViewer, Summary: "Tenants (not yet: 501)", Out: map[string]any{}, Codes: append(e4xx, 501), h: s.tenants},
+		{Method: "GET", Path: "/v1/tenants", Role: lifeboat.RoleViewer, Summary: "Tenants of the catalog, sorted by name, as 'lifeboat tenant list' lists them: filter by tier, pool, region and state (comma-separated: available, queued, restoring, failed, read-only)", Query: []string{"tier", "pool", "region", "state"}, Out: []lifeboat.Tenant{}, Codes: append(e4xx, 400, 404), h: s.tenants},
+		{Method: "GET", Path: "/v1/tenants/{name}", Role: lifeboat.RoleViewer, Summary: "One tenant, as 'lifeboat tenant show' shows it: tier, pool, region, epoch, state and times", Out: lifeboat.Tenant{}, Codes: append(e4xx, 400, 404), h: s.tenant},
 		{Method: "GET", Path: "/v1/drills", Role: lifeboat.RoleViewer, Summary: "Drill reports", Out: []DrillReport{}, Codes: e4xx, h: s.drills},
 		{Method: "GET", Path: "/v1/drills/{name}", Role: lifeboat.RoleViewer, Summary: "One drill report file", Out: "", Codes: append(e4xx, 404), h: s.drill},
 		{Method: "GET", Path: "/v1/audit", Role: lifeboat.RoleViewer, Summary: "The audit trail: every mutating call, oldest first", Query: []string{"since", "limit"}, Out: []store.AuditRecord{}, Codes: append(e4xx, 400), h: s.auditTrail},
@@ -425,7 +428,10 @@ func (s *Server) start(c *call) {
 		return
 	}
 	if intent == lifeboat.IntentFailover {
-		if b := status.Blocking(s.checks(ctx, st)); len(b) > 0 {
+		// Only what may block: the tenant backup checks never do, and need
+		// the tenants' catalog, whose primary may be in the region being left.
+		ctrls, _ := status.Controllers(ctx, s.c.Spec, s.c.Store)
+		if b := status.Blocking(status.FailoverReadiness(ctx, s.c.Spec, st, s.c.Store, ctrls)); len(b) > 0 {
 			var why []string
 			for _, ch := range b {
 				name := ch.Name
@@ -638,9 +644,105 @@ func (s *Server) units(c *call) {
 	c.json(http.StatusOK, status.Units(s.c.Spec, st))
 }
 
+// tenantTimeout bounds a tenants call: opening the catalog where its
+// primary is now, and reading it.
+const tenantTimeout = 10 * time.Second
+
+// tenantStates are the states a tenant filter takes.
+var tenantStates = []lifeboat.TenantState{lifeboat.TenantAvailable, lifeboat.TenantQueued, lifeboat.TenantRestoring, lifeboat.TenantFailed, lifeboat.TenantReadOnly}
+
+// catalog opens the tenants' catalog where the state says its database is
+// primary now; the caller closes it. It answers the call itself when it
+// cannot.
+func (s *Server) catalog(ctx context.Context, c *call) (tenant.Catalog, bool) {
+	if s.c.Spec.Tenants == nil {
+		c.fail(http.StatusNotFound, "this service has no tenants: its spec has no tenants section", "add tenants: {catalog, pools, tiers} to the spec (see 'lifeboat tenant --help')")
+		return nil, false
+	}
+	st, ok := s.state(c)
+	if !ok {
+		return nil, false
+	}
+	cat, err := tenant.OpenCatalog(ctx, s.c.Spec, st)
+	if err != nil {
+		s.tenantErr(c, fmt.Errorf("opening the tenant catalog (%s): %w", s.c.Spec.Tenants.Catalog, err))
+		return nil, false
+	}
+	return cat, true
+}
+
+// tenantErr answers a catalog error: 404 for an unknown tenant, 400 for a
+// name no tenant can have, 503 when a retry may pass.
+func (s *Server) tenantErr(c *call, err error) {
+	switch {
+	case errors.Is(err, tenant.ErrNoTenant):
+		c.fail(http.StatusNotFound, err.Error(), "GET /v1/tenants lists the tenants")
+	case errors.Is(err, tenant.ErrBadName):
+		c.fail(http.StatusBadRequest, err.Error(), "GET /v1/tenants lists the tenants")
+	case lifeboat.IsRetryable(err):
+		c.fail(http.StatusServiceUnavailable, err.Error(), "the tenant catalog did not answer: retry; if it persists, check its database where GET /v1/status says it is primary")
+	default:
+		c.fail(http.StatusInternalServerError, err.Error(), "")
+	}
+}
+
 func (s *Server) tenants(c *call) {
-	c.fail(http.StatusNotImplemented, "tenants are not served by the API yet: the tenant catalog is not wired into it",
-		"use 'lifeboat tenant' on the controller's host meanwhile")
+	q := c.r.URL.Query()
+	f := tenant.Filter{Tier: q.Get("tier"), Pool: q.Get("pool"), Region: q.Get("region")}
+	for _, v := range q["state"] {
+		for _, st := range strings.Split(v, ",") {
+			st = strings.TrimSpace(st)
+			if st == "" {
+				continue
+			}
+			if !slices.Contains(tenantStates, lifeboat.TenantState(st)) {
+				var valid []string
+				for _, s := range tenantStates {
+					valid = append(valid, string(s))
+				}
+				c.fail(http.StatusBadRequest, fmt.Sprintf("state %q is not a tenant state", st), "use "+strings.Join(valid, ", ")+" (comma-separated)")
+				return
+			}
+			f.States = append(f.States, lifeboat.TenantState(st))
+		}
+	}
+	ctx, cancel := context.WithTimeout(c.r.Context(), tenantTimeout)
+	defer cancel()
+	cat, ok := s.catalog(ctx, c)
+	if !ok {
+		return
+	}
+	defer cat.Close()
+	ts, err := cat.List(ctx, f)
+	if err != nil {
+		s.tenantErr(c, err)
+		return
+	}
+	if ts == nil {
+		ts = []lifeboat.Tenant{}
+	}
+	c.json(http.StatusOK, ts)
+}
+
+func (s *Server) tenant(c *call) {
+	name := c.r.PathValue("name")
+	if err := tenant.ValidName(name); err != nil {
+		s.tenantErr(c, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.r.Context(), tenantTimeout)
+	defer cancel()
+	cat, ok := s.catalog(ctx, c)
+	if !ok {
+		return
+	}
+	defer cat.Close()
+	t, err := cat.Get(ctx, name)
+	if err != nil {
+		s.tenantErr(c, err)
+		return
+	}
+	c.json(http.StatusOK, t)
 }
 
 func (s *Server) drills(c *call) {

@@ -70,8 +70,18 @@ func Routes(ctx context.Context, spec *lifeboat.Spec, st *lifeboat.State) []Rout
 
 // Readiness evaluates the readiness checks now, asking the drivers; ctrls
 // (what the regions' controllers published, nil when none run) says
-// whether the witness is reachable.
+// whether the witness is reachable. With geo-restore tenant tiers it adds
+// a "tenant backups fresh" check per tier, read from the tenants' catalog
+// (bounded by TenantTimeout); those never block a failover.
 func Readiness(ctx context.Context, spec *lifeboat.Spec, state *lifeboat.State, st lifeboat.Store, ctrls map[string]controller.Status) []monitor.Check {
+	return append(FailoverReadiness(ctx, spec, state, st, ctrls), tenantReadiness(ctx, spec, state, OpenCatalog)...)
+}
+
+// FailoverReadiness is Readiness without the tenant backup checks: every
+// check that may block a failover, and nothing that needs the tenants'
+// catalog, whose primary may be in the region being left (deciding
+// whether to fail over must not wait for it).
+func FailoverReadiness(ctx context.Context, spec *lifeboat.Spec, state *lifeboat.State, st lifeboat.Store, ctrls map[string]controller.Status) []monitor.Check {
 	drivers, err := driver.FromSpec(spec, state)
 	if err != nil {
 		return []monitor.Check{{Name: "drivers", OK: false, Reason: err.Error(), At: time.Now()}}
@@ -267,8 +277,17 @@ type TenantsView struct {
 }
 
 // Build reads the state and the run in progress from st and asks the
-// drivers and the controllers, as 'lifeboat status' does.
+// drivers, the controllers and the tenants' catalog, as 'lifeboat status'
+// does.
 func Build(ctx context.Context, spec *lifeboat.Spec, st lifeboat.Store) (*View, error) {
+	return BuildWith(ctx, spec, st, OpenCatalog)
+}
+
+// BuildWith is Build with the tenants' catalog opened by open. The catalog
+// is opened once (bounded by TenantTimeout) for the tenant counts and the
+// tenant backup checks; when it cannot be read, View.Tenants.Error says
+// why and the rest of the view is still built.
+func BuildWith(ctx context.Context, spec *lifeboat.Spec, st lifeboat.Store, open CatalogOpener) (*View, error) {
 	state, err := st.State(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading the state: %w", err)
@@ -289,7 +308,17 @@ func Build(ctx context.Context, spec *lifeboat.Spec, st lifeboat.Store) (*View, 
 	v.Traffic = Routes(ctx, spec, state)
 	v.Resources = Units(spec, state)
 	ctrls, cerr := Controllers(ctx, spec, st)
-	v.Readiness = Readiness(ctx, spec, state, st, ctrls)
+	v.Readiness = FailoverReadiness(ctx, spec, state, st, ctrls)
+	if spec.Tenants != nil {
+		tctx, cancel := context.WithTimeout(ctx, TenantTimeout)
+		cat, err := openCatalog(tctx, spec, state, open)
+		v.Tenants = TenantsFrom(tctx, spec, cat, err)
+		v.Readiness = append(v.Readiness, TenantBackupChecks(tctx, spec, cat, err, time.Now())...)
+		if cat != nil {
+			_ = cat.Close()
+		}
+		cancel()
+	}
 	v.Ready = len(Blocking(v.Readiness)) == 0
 	if cerr != nil {
 		v.ControllersError = cerr.Error()
