@@ -27,6 +27,8 @@ type app struct {
 	out, err io.Writer
 	tty      bool // stdout is a terminal: colours and the live view
 	in       *os.File
+	// tokenFile holds the API token (--token-file); "" reads $LIFEBOAT_TOKEN.
+	tokenFile string
 }
 
 func newApp(out, errw io.Writer) *app {

@@ -10,7 +10,7 @@ import (
 )
 
 func (a *app) cancelCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "cancel [RUN]",
 		Short: "Stop a run and clean up so that nothing is left half-done",
 		Long: `Stop a run: no new step starts, steps under way are stopped, and the
@@ -23,6 +23,12 @@ process running it is alive, it is asked to stop and clean up.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if r, err := a.remoteFor(ctx); err != nil || r != nil {
+				if err != nil {
+					return err
+				}
+				return a.goOnRemote(ctx, r, args, "cancel", nil)
+			}
 			s, run, pr, eng, err := a.openRun(ctx, args, "cancel", false)
 			if err != nil {
 				return err
@@ -39,4 +45,6 @@ process running it is alive, it is asked to stop and clean up.`,
 			return a.follow(ctx, pr, f)
 		},
 	}
+	a.apiFlags(cmd)
+	return cmd
 }

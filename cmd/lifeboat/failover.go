@@ -49,11 +49,28 @@ func (a *app) intentCommand(name string) *cobra.Command {
 
 The plan is shown first and must be confirmed by typing the destination
 region (or --yes). Progress is journaled: if lifeboat is interrupted,
-'lifeboat resume' goes on and 'lifeboat cancel' cleans up.`,
+'lifeboat resume' goes on and 'lifeboat cancel' cleans up.
+
+When the spec has an api section and a controller answers, the run is
+started through the API (token from $LIFEBOAT_TOKEN or --token-file; the
+token's role decides what is allowed, and the call is audited) and runs in
+the controller; this command follows it. An approval step then pauses the
+run: 'lifeboat resume --approve STEP' goes on.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			spec, _, err := a.loadSpec()
+			if err != nil {
+				return err
+			}
+			r, err := a.remote(ctx, spec, true)
+			if err != nil {
+				return err
+			}
+			if r != nil {
+				return a.runRemote(ctx, r, lifeboat.Intent(name), to, yes, force)
+			}
 			s, err := a.open(ctx)
 			if err != nil {
 				return err
@@ -102,6 +119,7 @@ region (or --yes). Progress is journaled: if lifeboat is interrupted,
 	}
 	cmd.Flags().StringVar(&to, "to", "", "destination region (default: the other region; home for failback)")
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation (for scripts)")
+	a.apiFlags(cmd)
 	if name == "failover" {
 		cmd.Flags().BoolVar(&force, "force", false, "fail over even when readiness says it would fail")
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/lifeboat-dr/lifeboat"
@@ -8,26 +9,17 @@ import (
 )
 
 func (a *app) historyCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "history [RUN]",
 		Short: "Past runs; with RUN, that run's journal",
 		Args:  args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			s, err := a.open(ctx)
+			runs, run, recs, err := a.historyOf(ctx, args)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
 			if len(args) == 1 {
-				run, err := a.pickRun(ctx, s, args)
-				if err != nil {
-					return err
-				}
-				recs, err := s.store.Journal(ctx, run.ID)
-				if err != nil {
-					return err
-				}
 				if a.json() {
 					return a.printJSON(map[string]any{"run": run, "journal": recs})
 				}
@@ -50,10 +42,6 @@ func (a *app) historyCommand() *cobra.Command {
 				}
 				return w.Flush()
 			}
-			runs, err := s.store.Runs(ctx)
-			if err != nil {
-				return err
-			}
 			if a.json() {
 				return a.printJSON(runs)
 			}
@@ -74,4 +62,47 @@ func (a *app) historyCommand() *cobra.Command {
 			return w.Flush()
 		},
 	}
+	a.apiFlags(cmd)
+	return cmd
+}
+
+// historyOf reads the runs (no args) or the named run and its journal:
+// through the API when a controller answers, else from the store.
+func (a *app) historyOf(ctx context.Context, args []string) ([]*lifeboat.Run, *lifeboat.Run, []lifeboat.Record, error) {
+	r, err := a.remoteFor(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if r != nil {
+		if len(args) == 1 {
+			d, err := a.pickRemoteRun(ctx, r, args, "")
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			return nil, d.Run, d.Journal, nil
+		}
+		runs, err := r.c.Runs(ctx)
+		if err != nil {
+			return nil, nil, nil, a.apiError(r.url, err)
+		}
+		return runs, nil, nil, nil
+	}
+	s, err := a.open(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer s.Close()
+	if len(args) == 1 {
+		run, err := a.pickRun(ctx, s, args)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		recs, err := s.store.Journal(ctx, run.ID)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return nil, run, recs, nil
+	}
+	runs, err := s.store.Runs(ctx)
+	return runs, nil, nil, err
 }

@@ -11,11 +11,13 @@ import (
 	"github.com/lifeboat-dr/lifeboat/status"
 )
 
-// readiness evaluates the readiness checks now, asking the drivers; ctrls
-// (what the regions' controllers published, nil when none run) says
-// whether the witness is reachable.
+// readiness evaluates the checks that may refuse a failover now, asking
+// the drivers; ctrls (what the regions' controllers published, nil when
+// none run) says whether the witness is reachable.
 func readiness(ctx context.Context, s *session, ctrls map[string]controller.Status) []monitor.Check {
-	return status.Readiness(ctx, s.spec, s.state, s.store, ctrls)
+	// The checks that may refuse a failover only: the tenants' backup
+	// checks never block, and their catalog may be in the region being left.
+	return status.FailoverReadiness(ctx, s.spec, s.state, s.store, ctrls)
 }
 
 // controllers reads what each region's controller last published; nil

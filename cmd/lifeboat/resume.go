@@ -25,6 +25,12 @@ effect does not hold. RUN defaults to the run in progress.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if r, err := a.remoteFor(ctx); err != nil || r != nil {
+				if err != nil {
+					return err
+				}
+				return a.goOnRemote(ctx, r, args, "resume", approve)
+			}
 			s, run, pr, eng, err := a.openRun(ctx, args, "resume", true)
 			if err != nil {
 				return err
@@ -44,8 +50,19 @@ effect does not hold. RUN defaults to the run in progress.`,
 			return a.follow(ctx, pr, f)
 		},
 	}
+	a.apiFlags(cmd)
 	cmd.Flags().StringArrayVar(&approve, "approve", nil, "approve this approval step (its id, as shown); repeatable")
 	return cmd
+}
+
+// remoteFor loads the spec and finds its running API (nil: none, work on
+// the store), preferring the leader's.
+func (a *app) remoteFor(ctx context.Context) (*remote, error) {
+	spec, _, err := a.loadSpec()
+	if err != nil {
+		return nil, err
+	}
+	return a.remote(ctx, spec, true)
 }
 
 // openRun opens the store and the run named in args (or the one in

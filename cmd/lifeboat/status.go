@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/lifeboat-dr/lifeboat"
@@ -11,62 +13,136 @@ import (
 )
 
 func (a *app) statusCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Where the service runs now: active region, epoch, run in progress, every resource",
-		Args:  args(cobra.NoArgs),
+		Long: `Where the service runs now. When the spec has an api section and a
+controller answers, status asks it through the API (token from
+$LIFEBOAT_TOKEN or --token-file), so it shows what the dashboard shows;
+otherwise it reads the state store directly.`,
+		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := a.open(ctx)
+			spec, v, err := a.statusView(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			var run *lifeboat.Run
-			var recs []lifeboat.Record
-			if s.state.Run != "" {
-				if run, err = s.store.Run(ctx, s.state.Run); err != nil {
-					return err
-				}
-				if recs, err = s.store.Journal(ctx, run.ID); err != nil {
-					return err
-				}
-			}
-			rs := routes(ctx, s.spec, s.state)
-			ctrls, cerr := controllers(ctx, s)
-			checks := readiness(ctx, s, ctrls)
 			if a.json() {
-				return a.printJSON(map[string]any{"state": s.state, "run": run, "traffic": rs, "readiness": checks, "controllers": ctrls})
-			}
-			st, spec := s.state, s.spec
-			home := ""
-			if st.Active == spec.Regions.Primary.Name {
-				home = a.paint(green, " (home)")
-			} else {
-				home = a.paint(yellow, " (away from home, "+spec.Regions.Primary.Name+")")
-			}
-			fmt.Fprintf(a.out, "%s  active in %s%s since %s (%s) · epoch %d\n",
-				a.paint(bold, spec.Service), a.paint(bold, st.Active), home, stamp(st.Since), since(st.Since), st.Epoch)
-			if run != nil {
-				v := status.Run(ctx, s.store, run, recs)
-				fmt.Fprintf(a.out, "%s run %s: %s %s → %s is %s, %d of %d steps done; 'lifeboat resume' or 'lifeboat cancel'\n",
-					a.paint(yellow, "!"), run.ID, run.Plan.Intent, run.Plan.From, run.Plan.To, v.Status, v.Done, v.Total)
-				for _, w := range v.Waiting {
-					fmt.Fprintf(a.out, "  waits for approval of %q: %s\n  when a person agrees: lifeboat resume --approve %q\n", w.Step, w.Question, w.Step)
+				var run *lifeboat.Run
+				if v.Run != nil {
+					run = v.Run.Run
 				}
+				out := map[string]any{"state": v.State, "run": run, "traffic": v.Traffic, "readiness": v.Readiness, "controllers": v.Controllers}
+				if v.Tenants != nil {
+					out["tenants"] = v.Tenants
+				}
+				return a.printJSON(out)
 			}
-			fmt.Fprintln(a.out)
-			a.printTraffic(rs)
-			fmt.Fprintln(a.out)
-			a.printResources(spec, st, false)
-			fmt.Fprintln(a.out)
-			a.printReadiness(checks)
-			if ctrls != nil || cerr != nil {
-				fmt.Fprintln(a.out)
-				a.printControllers(spec, st, ctrls, cerr)
-			}
+			a.printView(spec, v)
 			return nil
 		},
+	}
+	a.apiFlags(cmd)
+	return cmd
+}
+
+// printView prints a status view, whether the API or the store gave it.
+func (a *app) printView(spec *lifeboat.Spec, v *status.View) {
+	st := v.State
+	home := ""
+	if !v.Away {
+		home = a.paint(green, " (home)")
+	} else {
+		home = a.paint(yellow, " (away from home, "+v.Home+")")
+	}
+	fmt.Fprintf(a.out, "%s  active in %s%s since %s (%s) · epoch %d\n",
+		a.paint(bold, v.Service), a.paint(bold, v.Active), home, stamp(v.Since), since(v.Since), v.Epoch)
+	if rv := v.Run; rv != nil && rv.Run != nil {
+		run := rv.Run
+		fmt.Fprintf(a.out, "%s run %s: %s %s → %s is %s, %d of %d steps done; 'lifeboat resume' or 'lifeboat cancel'\n",
+			a.paint(yellow, "!"), run.ID, run.Plan.Intent, run.Plan.From, run.Plan.To, rv.Status, rv.Done, rv.Total)
+		for _, w := range rv.Waiting {
+			fmt.Fprintf(a.out, "  waits for approval of %q: %s\n  when a person agrees: lifeboat resume --approve %q\n", w.Step, w.Question, w.Step)
+		}
+	}
+	fmt.Fprintln(a.out)
+	a.printTraffic(v.Traffic)
+	fmt.Fprintln(a.out)
+	if st != nil {
+		a.printResources(spec, st, false)
+		fmt.Fprintln(a.out)
+	}
+	a.printReadiness(v.Readiness)
+	if v.Tenants != nil {
+		fmt.Fprintln(a.out)
+		a.printTenants(v.Tenants)
+	}
+	// Controllers publish only where the store is shared; decided from the
+	// spec so that an empty map (none publishing) shows the same whether
+	// it came through JSON or not.
+	if len(spec.Store.Members) > 0 || len(spec.Store.Endpoints) > 0 || v.ControllersError != "" {
+		var cerr error
+		if v.ControllersError != "" {
+			cerr = errors.New(v.ControllersError)
+		}
+		fmt.Fprintln(a.out)
+		a.printControllers(spec, st, v.Controllers, cerr)
+	}
+}
+
+// printTenants prints how many tenants are in each state, by tier, and
+// what a tenants' recovery in progress waits for.
+func (a *app) printTenants(t *status.TenantsView) {
+	if t.Error != "" {
+		fmt.Fprintln(a.out, a.paint(yellow, "tenants: ")+truncate(t.Error, 200))
+		return
+	}
+	states := []lifeboat.TenantState{lifeboat.TenantAvailable, lifeboat.TenantQueued, lifeboat.TenantRestoring, lifeboat.TenantReadOnly, lifeboat.TenantFailed}
+	known := map[lifeboat.TenantState]bool{}
+	for _, s := range states {
+		known[s] = true
+	}
+	var other []string
+	for s := range t.Counts {
+		if !known[s] {
+			other = append(other, string(s))
+		}
+	}
+	sort.Strings(other)
+	for _, s := range other {
+		states = append(states, lifeboat.TenantState(s))
+	}
+	w := a.table()
+	head := "TENANTS\tTOTAL"
+	for _, s := range states {
+		head += "\t" + strings.ToUpper(string(s))
+	}
+	fmt.Fprintln(w, head)
+	row := func(name string, counts map[lifeboat.TenantState]int) {
+		total := 0
+		for _, n := range counts {
+			total += n
+		}
+		line := fmt.Sprintf("%s\t%d", name, total)
+		for _, s := range states {
+			n := counts[s]
+			cell := fmt.Sprint(n)
+			switch {
+			case n > 0 && s == lifeboat.TenantFailed:
+				cell = a.paint(red, cell)
+			case n > 0 && s != lifeboat.TenantAvailable:
+				cell = a.paint(yellow, cell)
+			}
+			line += "\t" + cell
+		}
+		fmt.Fprintln(w, line)
+	}
+	for _, tier := range lifeboat.SortedKeys(t.ByTier) {
+		row("tier "+tier, t.ByTier[tier])
+	}
+	row("all", t.Counts)
+	w.Flush()
+	if t.Recovery != "" {
+		fmt.Fprintln(a.out, a.paint(yellow, "  recovery waits for: ")+truncate(t.Recovery, 200))
 	}
 }
 
