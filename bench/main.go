@@ -47,6 +47,7 @@ func main() {
 	drills := flag.Bool("drills", true, "drill a planned switchover and a region outage in the lab against issue 6's targets; false skips them")
 	flag.Parse()
 	tenantsMain() // -tenants N: issue 7's section alone (bench/tenants.go)
+	dashboardMain()
 	if err := run(*steps, *resumeSteps, *drRuns, *cpuprofile, *traffic, *dnsSeconds, *monRounds, *lossFor, *drills); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)

@@ -29,9 +29,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat"
+	"github.com/lifeboat-dr/lifeboat/api"
 )
 
 // Region names and roles of the lab.
@@ -77,7 +79,34 @@ const (
 	offPaidEast = 4
 	offTrial    = 5
 	offGate     = 2 // central
+	// Every region: its controller's HTTP API, dashboard and /metrics
+	// (api.listen-in), on the namespace's loopback and forwarded to the
+	// same port on the host's. Central's is also the plain lab daemon's
+	// (api.listen): the plain lab has no controllers to clash with.
+	offAPI = 6
 )
+
+// The API's files in the lab's directory: the tokens people use (0600,
+// plain text) and the spec's api.tokens (hashed).
+const (
+	apiTokensFile = "api-tokens.txt"
+	apiHashedFile = "api-tokens"
+)
+
+// APIInfo is where the lab's HTTP API, dashboard and metrics answer, as
+// seen from the host.
+type APIInfo struct {
+	// Tokens is the file with the operator's and the viewer's bearer
+	// tokens (plain text, 0600); Hashed is the spec's api.tokens.
+	Tokens string `json:"tokens"`
+	Hashed string `json:"hashed"`
+	// URLs by region: each controller's API in the monitored lab; in the
+	// plain lab, the daemon's under "" .
+	URLs map[string]string `json:"urls"`
+	// Dashboard is the dashboard to open: the witness's controller (it
+	// survives a region-down of west or east), or the plain lab daemon's.
+	Dashboard string `json:"dashboard"`
+}
 
 // RegionInfo is where one region of the lab lives.
 type RegionInfo struct {
@@ -124,11 +153,14 @@ type Info struct {
 	// Tenants is how many tenants 'lab up --tenants N' created (0: a lab
 	// without tenants); TenantConcurrency is tenants.concurrency; Gate is
 	// the tenants' PostgreSQL front door (host:port).
-	Tenants           int          `json:"tenants,omitempty"`
-	TenantConcurrency int          `json:"tenant_concurrency,omitempty"`
-	Gate              string       `json:"gate,omitempty"`
-	Checksum          string       `json:"checksum"`
-	Regions           []RegionInfo `json:"regions"`
+	Tenants           int    `json:"tenants,omitempty"`
+	TenantConcurrency int    `json:"tenant_concurrency,omitempty"`
+	Gate              string `json:"gate,omitempty"`
+	// API is where the HTTP API, the dashboard and /metrics answer, and
+	// where the tokens are (set by Up).
+	API      *APIInfo     `json:"api,omitempty"`
+	Checksum string       `json:"checksum"`
+	Regions  []RegionInfo `json:"regions"`
 	// Set by Up, not stored.
 	PID            int           `json:"pid,omitempty"`
 	Ready          time.Duration `json:"ready,omitempty"`
@@ -249,4 +281,76 @@ func blockFree(base int) bool {
 		l.Close()
 	}
 	return true
+}
+
+// Names of the lab's API callers, in the hashed tokens file.
+const (
+	apiOperator = "lab-operator"
+	apiViewer   = "lab-viewer"
+)
+
+// apiLayout sets in.API: the API's address per region (in each region's
+// port block, which an older lab.json already reserved) and its tokens,
+// made on the first up and kept afterwards, so that a restarted lab's
+// tokens still work.
+func apiLayout(in *Info) error {
+	a := &APIInfo{Tokens: filepath.Join(in.Dir, apiTokensFile), Hashed: filepath.Join(in.Dir, apiHashedFile), URLs: map[string]string{}}
+	if in.Monitor != "" {
+		for _, r := range in.Regions {
+			a.URLs[r.Name] = "http://" + addr(r.PortBase+offAPI)
+		}
+		a.Dashboard = a.URLs[Central] + "/ui/"
+	} else {
+		a.URLs[""] = "http://" + addr(in.Region(Central).PortBase+offAPI)
+		a.Dashboard = a.URLs[""] + "/ui/"
+	}
+	in.API = a
+	_, errPlain := os.Stat(a.Tokens)
+	_, errHashed := os.Stat(a.Hashed)
+	if errPlain == nil && errHashed == nil {
+		return nil
+	}
+	var plain, hashed []string
+	for _, c := range []struct {
+		name string
+		role lifeboat.Role
+	}{{apiOperator, lifeboat.RoleOperator}, {apiViewer, lifeboat.RoleViewer}} {
+		tok, line, err := api.NewToken(c.name, c.role)
+		if err != nil {
+			return fmt.Errorf("making the lab's %s token: %w", c.role, err)
+		}
+		plain = append(plain, string(c.role)+" "+tok)
+		hashed = append(hashed, line)
+	}
+	head := "# The lab's API tokens, written by 'lifeboat lab up' (kept until the lab's\n" +
+		"# directory is removed). Paste one into the dashboard's login at\n#   " + a.Dashboard + "\n" +
+		"# or send it as 'Authorization: Bearer <token>', or export LIFEBOAT_TOKEN=<token>.\n" +
+		"# The operator may start switchovers and approve steps; the viewer only reads.\n"
+	if err := os.WriteFile(a.Hashed, []byte("# The lab's API callers: only the tokens' SHA-256 (the tokens are in "+apiTokensFile+").\n"+strings.Join(hashed, "\n")+"\n"), 0o600); err != nil {
+		return fmt.Errorf("writing the lab's API tokens file: %w", err)
+	}
+	if err := os.WriteFile(a.Tokens, []byte(head+strings.Join(plain, "\n")+"\n"), 0o600); err != nil {
+		return fmt.Errorf("writing the lab's API tokens for people: %w", err)
+	}
+	return nil
+}
+
+// APITokens reads the lab's API tokens (from DIR/api-tokens.txt) by role:
+// the operator's and the viewer's.
+func APITokens(dir string) (map[lifeboat.Role]string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, apiTokensFile))
+	if err != nil {
+		return nil, fmt.Errorf("reading the lab's API tokens (%w): 'lifeboat lab up --dir %s' writes them", err, dir)
+	}
+	out := map[lifeboat.Role]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && !strings.HasPrefix(f[0], "#") {
+			out[lifeboat.Role(f[0])] = f[1]
+		}
+	}
+	if out[lifeboat.RoleOperator] == "" || out[lifeboat.RoleViewer] == "" {
+		return nil, fmt.Errorf("%s has no operator or viewer token: remove it and %s, and run 'lifeboat lab up --dir %s' again to make new ones", filepath.Join(dir, apiTokensFile), apiHashedFile, dir)
+	}
+	return out, nil
 }

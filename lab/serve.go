@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,13 +18,16 @@ import (
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat"
+	"github.com/lifeboat-dr/lifeboat/api"
 	"github.com/lifeboat-dr/lifeboat/config"
+	"github.com/lifeboat-dr/lifeboat/dashboard"
 	"github.com/lifeboat-dr/lifeboat/driver"
 	"github.com/lifeboat-dr/lifeboat/driver/agent"
 	"github.com/lifeboat-dr/lifeboat/driver/postgres"
 	"github.com/lifeboat-dr/lifeboat/driver/process"
 	"github.com/lifeboat-dr/lifeboat/lab/netns"
 	"github.com/lifeboat-dr/lifeboat/lab/wan"
+	"github.com/lifeboat-dr/lifeboat/metrics"
 	"github.com/lifeboat-dr/lifeboat/store"
 	"github.com/lifeboat-dr/lifeboat/tenant/serve"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -295,6 +299,9 @@ func (d *daemon) start(ctx context.Context, stops *[]func()) error {
 		if err := d.openGateways(stops); err != nil {
 			return err
 		}
+		if err := d.forwardAPIs(stops); err != nil {
+			return err
+		}
 		if st, err = d.startControlPlane(ctx, stops); err != nil {
 			return err
 		}
@@ -320,6 +327,11 @@ func (d *daemon) start(ctx context.Context, stops *[]func()) error {
 
 	h := agent.Handler(lifeboat.Drivers{Compute: d.proc, Database: d.pg, Traffic: d.traffic.Driver()})
 	d.agent.Store(&h)
+	if d.net == nil {
+		if err := d.serveAPI(ctx, stops); err != nil {
+			return err
+		}
+	}
 
 	// Ready when the standby streams: the lab can fail over from here.
 	d.setPhase("waiting for the standby to stream")
@@ -604,3 +616,108 @@ func writeError(w http.ResponseWriter, code int, err error) {
 }
 
 var errNotReady = errors.New("the lab is not ready yet; wait for 'lifeboat lab up' to finish")
+
+// forwardAPIs opens, on the host's loopback, each region controller's API
+// port, forwarding into the region's namespace where the controller
+// listens on the namespace's own loopback (api.listen-in). The API refuses
+// an address other than loopback without TLS; loopback on both sides
+// keeps the tokens off the bridge without certificates to manage, and the
+// host (the CLI, a browser) reaches every controller at the address the
+// spec names.
+func (d *daemon) forwardAPIs(stops *[]func()) error {
+	g := &gateways{conns: map[net.Conn]struct{}{}}
+	*stops = append(*stops, g.close)
+	for _, r := range []string{West, East, Central} {
+		at := addr(d.in.Region(r).PortBase + offAPI)
+		l, err := net.Listen("tcp", at)
+		if err != nil {
+			return fmt.Errorf("opening %s's API forwarder on %s (%w): another program holds the port; 'lifeboat lab down --dir %s' stops an old lab", r, at, err, d.in.Dir)
+		}
+		g.add(l)
+		go g.forward(l, func(ctx context.Context) (net.Conn, error) { return d.net.DialContext(ctx, r, "tcp", at) })
+	}
+	return nil
+}
+
+// forward serves l, connecting each client through dial (e.g. into a
+// namespace) and copying both ways until either side closes.
+func (g *gateways) forward(l net.Listener, dial func(context.Context) (net.Conn, error)) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		if !g.track(c) {
+			continue
+		}
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			defer g.untrack(c)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			up, err := dial(ctx)
+			cancel()
+			if err != nil {
+				return // the controller is not listening (starting, or its region is down)
+			}
+			if !g.track(up) {
+				return
+			}
+			defer g.untrack(up)
+			done := make(chan struct{}, 2)
+			go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+			go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+			<-done
+		}()
+	}
+}
+
+// serveAPI serves, in the plain lab (no controllers), what 'lifeboat
+// serve' serves with an api section: the HTTP API, the dashboard and
+// /metrics at api.listen, on loopback.
+func (d *daemon) serveAPI(ctx context.Context, stops *[]func()) error {
+	if d.spec.API == nil {
+		return nil
+	}
+	srv, err := api.New(api.Config{Spec: d.spec, Store: d.store, DrillsDir: filepath.Join(d.in.Dir, "drills"), Log: d.log})
+	if err != nil {
+		return fmt.Errorf("the lab's API: %w", err)
+	}
+	at := api.Addr(d.spec, "")
+	ln, err := srv.Listen(at)
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("the lab's API cannot listen on %s (%w): another program holds the port; 'lifeboat lab down --dir %s' stops an old lab", at, err, d.in.Dir)
+	}
+	dash, err := dashboard.New(dashboard.Config{Spec: d.spec, Store: d.store, API: srv, Log: d.log})
+	if err != nil {
+		ln.Close()
+		srv.Close()
+		return fmt.Errorf("the lab's dashboard: %w", err)
+	}
+	mc := metrics.DefaultConfig()
+	mc.Runs, mc.Log = d.store, d.log
+	mc.DNS, mc.FrontDoor = d.traffic.DNS, d.traffic.FrontDoor
+	reg, err := metrics.NewRegistry(mc)
+	if err != nil {
+		ln.Close()
+		srv.Close()
+		return fmt.Errorf("the lab's metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", srv)
+	mux.Handle(dashboard.Prefix, dash)
+	mux.Handle("GET /{$}", http.RedirectHandler(dashboard.Prefix, http.StatusSeeOther))
+	mux.Handle("GET /metrics", metrics.Handler(reg))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	hs.RegisterOnShutdown(dash.Close) // end the live streams, so Shutdown does not wait on them
+	go func() { _ = hs.Serve(ln) }()
+	*stops = append(*stops, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+		_ = srv.Close()
+	})
+	d.log.Info("api", "url", "http://"+ln.Addr().String(), "dashboard", "http://"+ln.Addr().String()+dashboard.Prefix)
+	return nil
+}

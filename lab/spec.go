@@ -125,7 +125,28 @@ store:
 
 store: {dir: .lifeboat}
 {{- end}}
+
+# The HTTP API, the dashboard (/ui/) and /metrics. The tokens are in
+# api-tokens.txt (operator and viewer); api-tokens holds only their hashes.
+api:
+  tokens: api-tokens
+{{- if .Monitor}}
+  # Each region's controller listens on its namespace's loopback, and the
+  # lab daemon forwards the same port on the host's loopback into the
+  # namespace: loopback on both sides, so bearer tokens never cross a
+  # network in clear and no TLS is needed.
+  listen-in:
+{{- range .APIIn}}
+    {{.Region}}: "{{.Addr}}"
+{{- end}}
+{{- else}}
+  # Served by the lab daemon, the plain lab's 'lifeboat serve'.
+  listen: "{{.APIListen}}"
+{{- end}}
 `))
+
+// specAPI is a row of api.listen-in.
+type specAPI struct{ Region, Addr string }
 
 // specTarget and specMember are rows of the monitor's sections.
 type specTarget struct{ Region, Web, Orders string }
@@ -147,6 +168,20 @@ func writeSpec(in *Info) error {
 	if in.Tenants > 0 {
 		data["Tenants"], data["T"] = true, tenantSpec(in)
 	}
+	// The API's tokens and addresses; lab.json records where they are.
+	if err := apiLayout(in); err != nil {
+		f.Close()
+		return err
+	}
+	if err := saveInfo(in); err != nil {
+		f.Close()
+		return err
+	}
+	var apiIn []specAPI
+	for _, r := range in.Regions {
+		apiIn = append(apiIn, specAPI{Region: r.Name, Addr: addr(r.PortBase + offAPI)})
+	}
+	data["APIIn"], data["APIListen"] = apiIn, addr(in.Region(Central).PortBase+offAPI)
 	// The monitor's sections need the namespaces' addresses: the daemon
 	// writes them once it has made the namespaces.
 	if in.Monitor != "" && in.Net != nil {

@@ -208,6 +208,9 @@ func (a *app) printLab(ctx context.Context, in *lab.Info) error {
 	}
 	tw.Flush()
 	fmt.Fprintf(a.out, "\nfront (%s): http://%s\nagent:  %s\nspec:   %s\nlog:    %s/lab.log\n", lab.HostName, in.Front, in.URL, in.Spec, in.Dir)
+	if in.API != nil {
+		fmt.Fprintf(a.out, "dashboard: %s\ntokens: %s (operator, viewer; 0600)\n", in.API.Dashboard, in.API.Tokens)
+	}
 	if !in.AlreadyRunning {
 		fmt.Fprintf(a.out, "%s lab ready in %s (daemon PID %d)\n", a.paint(green, "✓"), in.Ready.Round(time.Millisecond), in.PID)
 	}
