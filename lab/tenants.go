@@ -136,9 +136,12 @@ func (p *labProvisioner) Provision(ctx context.Context, t pgbackend.PoolTarget) 
 	return nil
 }
 
-func backupDirs(in *Info) map[string]string {
-	return map[string]string{West: filepath.Join(in.Dir, West, "backups"), East: filepath.Join(in.Dir, East, "backups")}
-}
+// The lab's backend does the failback's steps too.
+var _ serve.FailbackBackend = (*pgbackend.Backend)(nil)
+
+// backupDirs are the spec's tenants.backups (default
+// .lifeboat/tenant-backups/<region> next to the spec).
+func (d *daemon) backupDirs() map[string]string { return serve.BackupDirs(d.spec) }
 
 // startTenants creates the lab's tenants on the first start (catalog,
 // schemas, rows, backups shipped to east), then hosts the gate and the
@@ -183,7 +186,7 @@ func (d *daemon) startTenants(ctx context.Context, stops *[]func(), st *lifeboat
 		}
 	}
 	bcfg := pgbackend.DefaultConfig()
-	bcfg.Spec, bcfg.Backups, bcfg.Provisioner, bcfg.Log = d.spec, backupDirs(d.in), prov, d.log
+	bcfg.Spec, bcfg.Backups, bcfg.Provisioner, bcfg.Log = d.spec, d.backupDirs(), prov, d.log
 	be, err := pgbackend.New(bcfg)
 	if err != nil {
 		return err
@@ -191,6 +194,7 @@ func (d *daemon) startTenants(ctx context.Context, stops *[]func(), st *lifeboat
 	*stops = append(*stops, be.Close)
 	hc := serve.DefaultConfig()
 	hc.Spec, hc.Store, hc.Backend, hc.Log = d.spec, d.store, be, d.log
+	hc.BackupDirs = d.backupDirs()
 	h, err := serve.Host(ctx, hc)
 	if err != nil {
 		return fmt.Errorf("hosting the tenants' gate on %s: %w", d.in.Gate, err)
@@ -256,7 +260,7 @@ func (d *daemon) createTenants(ctx context.Context, cat tenant.Catalog, st *life
 
 	// Backups of the trial tenants, shipped to east.
 	bc := backup.DefaultConfig()
-	bc.Spec, bc.Dirs, bc.Concurrency, bc.Log = d.spec, backupDirs(d.in), 4, d.log
+	bc.Spec, bc.Dirs, bc.Concurrency, bc.Log = d.spec, d.backupDirs(), 4, d.log
 	sched, err := backup.NewScheduler(bc, cat, &backup.PgDump{Spec: d.spec})
 	if err != nil {
 		return err

@@ -1,13 +1,20 @@
 package lab
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/lifeboat-dr/lifeboat/tenant/serve"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,6 +62,13 @@ func tenantRows(ctx context.Context, in *Info, name string) (map[int]int, error)
 // --yes' would.
 func failover(t *testing.T, in *Info) *lifeboat.State {
 	t.Helper()
+	return runPlan(t, in, lifeboat.IntentFailover)
+}
+
+// runPlan runs a plan of intent to completion, as 'lifeboat <intent>
+// --yes' would.
+func runPlan(t *testing.T, in *Info, intent lifeboat.Intent) *lifeboat.State {
+	t.Helper()
 	ctx := context.Background()
 	spec, _, err := config.Load(in.Spec)
 	if err != nil {
@@ -69,7 +83,7 @@ func failover(t *testing.T, in *Info) *lifeboat.State {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := planner.Plan(spec, state, lifeboat.IntentFailover, "")
+	p, err := planner.Plan(spec, state, intent, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +105,7 @@ func failover(t *testing.T, in *Info) *lifeboat.State {
 		t.Fatal(err)
 	}
 	if err := f.Error(); err != nil {
-		t.Fatalf("failover: %v", err)
+		t.Fatalf("%s: %v", intent, err)
 	}
 	after, err := st.State(ctx)
 	if err != nil {
@@ -265,4 +279,206 @@ func TestTenantsInTheLab(t *testing.T) {
 			t.Errorf("tenant %s (%s) has rows %v", tn.Name, tn.Tier, rows)
 		}
 	}
+
+	failback(t, in, all)
+}
+
+// failback writes into some trial tenants in east (others stay as
+// restored), runs 'lifeboat failback' and checks seed 004's failback
+// steps: every tenant home at the new epoch, the changed trial tenants
+// copied back with their old home copy kept renamed, the unchanged ones
+// back on their home copy with exactly its rows, the paid tenants' rows
+// intact, the DR pool gone, and no write taken by the DR pool once it
+// was made read-only.
+func failback(t *testing.T, in *Info, before []lifeboat.Tenant) {
+	ctx := context.Background()
+	changed := []string{TenantName(TierTrial, 1), TenantName(TierTrial, 2), TenantName(TierTrial, 3)}
+	for _, name := range changed {
+		c, err := gateConn(ctx, in, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Exec(ctx, `INSERT INTO items VALUES (10, 'written in east')`)
+		c.Close(ctx)
+		if err != nil {
+			t.Fatalf("writing into %s in east: %v", name, err)
+		}
+	}
+	drDir := filepath.Join(in.Dir, "pools", PoolTrial+"-"+East)
+	pidText, err := os.ReadFile(filepath.Join(drDir, "postmaster.pid"))
+	if err != nil {
+		t.Fatalf("the DR pool is not running: %v", err)
+	}
+	drPID, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(pidText), "\n", 2)[0]))
+
+	// A writer straight into the DR pool while the failback runs: each of
+	// its writes is either refused or copied back, and none is accepted
+	// after the first refusal.
+	racer := TenantName(TierTrial, 4)
+	stop := make(chan struct{})
+	type raced struct {
+		ok      []int
+		refused bool
+		late    error
+	}
+	done := make(chan raced)
+	go func() {
+		var r raced
+		defer func() { done <- r }()
+		for i := 100; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			c, err := pgx.Connect(cctx, in.TenantPoolURL(PoolTrial, East)+"&connect_timeout=5")
+			if err != nil {
+				cancel()
+				continue
+			}
+			_, err = c.Exec(cctx, fmt.Sprintf(`INSERT INTO %s.items VALUES (%d, 'racer')`, racer, i))
+			c.Close(context.Background())
+			cancel()
+			var pe *pgconn.PgError
+			switch {
+			case err == nil && r.refused:
+				r.late = fmt.Errorf("write %d accepted after the DR pool refused writes", i)
+			case err == nil:
+				r.ok = append(r.ok, i)
+			case errors.As(err, &pe) && pe.Code == "25006":
+				r.refused = true
+			}
+		}
+	}()
+
+	back := runPlan(t, in, lifeboat.IntentFailback)
+	if back.Active != West {
+		t.Fatalf("after the failback: active %s", back.Active)
+	}
+	var fb *serve.Failback
+	eventually(t, 90*time.Second, "the tenants' failback done", func() error {
+		ts := statusOf(t, in.Dir).Tenants
+		if ts == nil || ts.Failback == nil || !ts.Failback.Done || ts.Failback.Epoch != back.Epoch {
+			if ts != nil {
+				return fmt.Errorf("%+v (%s)", ts.Failback, ts.Error)
+			}
+			return errors.New("no tenants' status")
+		}
+		fb = ts.Failback
+		return nil
+	})
+	close(stop)
+	r := <-done
+	for _, s := range fb.Steps {
+		t.Logf("failback: %s", s)
+	}
+	t.Logf("racer into %s: %d writes accepted before the DR pool refused writes (refusal seen: %v)", racer, len(r.ok), r.refused)
+	if r.late != nil {
+		t.Error(r.late)
+	}
+
+	spec, _, err := config.Load(in.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := tenant.OpenCatalog(ctx, spec, back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	all, err := cat.List(ctx, tenant.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != len(before) {
+		t.Fatalf("%d tenants after the failback, want %d", len(all), len(before))
+	}
+	for _, tn := range all {
+		want, epoch := West, back.Epoch
+		if tn.Pool == PoolPaidEast {
+			want, epoch = East, 1 // split placement: its home is east
+		}
+		if tn.State != lifeboat.TenantAvailable || tn.Region != want || tn.Epoch != epoch {
+			t.Errorf("tenant %s after the failback: %s in %s at epoch %d, want available in %s at %d", tn.Name, tn.State, tn.Region, tn.Epoch, want, epoch)
+		}
+	}
+	wantChanged := slices.Clone(changed)
+	if len(r.ok) > 0 {
+		wantChanged = append(wantChanged, racer)
+	}
+	gotChanged := slices.Sorted(slices.Values(fb.Changed))
+	if !slices.Equal(gotChanged, wantChanged) {
+		t.Errorf("failback found changed %v, want %v", gotChanged, wantChanged)
+	}
+	wc, err := pgx.Connect(ctx, in.TenantPoolURL(PoolTrial, West))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wc.Close(ctx)
+	keptRows := func(schema string) map[int]int {
+		out := map[int]int{}
+		rows, err := wc.Query(ctx, fmt.Sprintf(`SELECT id, count(*) FROM %s.items GROUP BY id`, pgx.Identifier{schema}.Sanitize()))
+		if err != nil {
+			t.Errorf("kept copy %s in west: %v", schema, err)
+			return nil
+		}
+		for rows.Next() {
+			var id, n int
+			_ = rows.Scan(&id, &n)
+			out[id] = n
+		}
+		return out
+	}
+	home := map[int]int{1: 1, 2: 1, 3: 1, 4: 1} // rows 1..3 and the one after the backup
+	for _, tn := range all {
+		rows, err := tenantRows(ctx, in, tn.Name)
+		if err != nil {
+			t.Errorf("tenant %s through the gate after the failback: %v", tn.Name, err)
+			continue
+		}
+		want := map[int]int{1: 1, 2: 1, 3: 1}
+		switch {
+		case tn.Tier == TierPaid:
+		case slices.Contains(wantChanged, tn.Name):
+			if slices.Contains(changed, tn.Name) {
+				want[10] = 1
+			}
+			if tn.Name == racer {
+				for _, id := range r.ok {
+					want[id] = 1
+				}
+			}
+			kept := fb.Kept[tn.Name]
+			if kept == "" {
+				t.Errorf("changed tenant %s: no kept home copy recorded (%v)", tn.Name, fb.Kept)
+			} else if got := keptRows(kept); !maps.Equal(got, home) {
+				t.Errorf("changed tenant %s: kept home copy %s has %v, want %v", tn.Name, kept, got, home)
+			}
+		default:
+			want = home
+		}
+		if !maps.Equal(rows, want) {
+			t.Errorf("tenant %s (%s) after the failback has rows %v, want %v", tn.Name, tn.Tier, rows, want)
+		}
+	}
+	if _, err := os.Stat(drDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the DR pool's directory %s is still there (%v)", drDir, err)
+	}
+	if drPID <= 0 || processAlive(drPID) {
+		t.Errorf("the DR pool's postmaster %d is still alive", drPID)
+	}
+}
+
+// processAlive: signal 0 answers and it is not a zombie.
+func processAlive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil {
+		return false
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	k := bytes.LastIndexByte(data, ')')
+	return k < 0 || k+2 >= len(data) || data[k+2] != 'Z'
 }

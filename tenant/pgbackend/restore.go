@@ -143,6 +143,12 @@ func (b *Backend) dropUnmarked(ctx context.Context, c *pgxpool.Pool, u string, s
 // COMMIT, and PostgreSQL rolls everything back.
 func (b *Backend) load(ctx context.Context, file, target, last string) error {
 	rs := exec.CommandContext(ctx, backup.Tool(b.cfg.BinDir, "pg_restore"), "--no-owner", "--no-privileges", "-f", "-", file)
+	return b.loadFrom(ctx, rs, target, last)
+}
+
+// loadFrom is load with any producer of SQL text (pg_restore -f -, or
+// pg_dump in plain format for a failback's copy).
+func (b *Backend) loadFrom(ctx context.Context, rs *exec.Cmd, target, last string) error {
 	ps := exec.CommandContext(ctx, backup.Tool(b.cfg.BinDir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target)
 	out, err := rs.StdoutPipe()
 	if err != nil {
@@ -168,7 +174,7 @@ func (b *Backend) load(ctx context.Context, file, target, last string) error {
 		rerr = rs.Wait()
 	}
 	if rerr != nil {
-		return fmt.Errorf("pg_restore: %v: %s (nothing was committed)", rerr, strings.TrimSpace(re.String()))
+		return fmt.Errorf("%s: %v: %s (nothing was committed)", filepath.Base(rs.Path), rerr, strings.TrimSpace(re.String()))
 	}
 	if perr != nil {
 		return fmt.Errorf("psql: %v: %s", perr, strings.TrimSpace(pe.String()))

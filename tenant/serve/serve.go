@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"slices"
@@ -21,6 +22,7 @@ import (
 
 	lifeboat "github.com/lifeboat-dr/lifeboat"
 	"github.com/lifeboat-dr/lifeboat/tenant"
+	"github.com/lifeboat-dr/lifeboat/tenant/backup"
 	"github.com/lifeboat-dr/lifeboat/tenant/gate"
 	"github.com/lifeboat-dr/lifeboat/tenant/recovery"
 )
@@ -49,7 +51,17 @@ type Config struct {
 	Poll time.Duration
 	// RecoveryOptions are passed to every recovery.Start (backoff, clock).
 	RecoveryOptions []recovery.RunOption
-	Log             *slog.Logger
+	// Failback does the failback's steps on the pools (nil: Backend, if
+	// it implements FailbackBackend; else no failback).
+	Failback FailbackBackend
+	// BackupDirs are where each region receives the other's tenant
+	// backups (BackupDirs(spec)); nil: no backups are taken here.
+	BackupDirs map[string]string
+	// BackupPoll is how often due backups are looked for; default 1m.
+	BackupPoll time.Duration
+	// Dumper takes the backups; default backup.PgDump.
+	Dumper backup.Dumper
+	Log    *slog.Logger
 }
 
 // DefaultConfig returns the defaults; set Spec, Store, Backend.
@@ -100,6 +112,8 @@ type Hosted struct {
 	pending []string // hurried before the recovery started
 	order   []string // tenants made available by the last recovery, in order
 	err     string   // the last problem starting a recovery
+	fb      *Failback
+	backups *backup.Scheduler
 }
 
 // Host opens the catalog, starts the gate on tenants.gate.listen and
@@ -144,6 +158,12 @@ func Host(ctx context.Context, c Config) (*Hosted, error) {
 		return nil, err
 	}
 	h.ctx, h.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if err := h.startBackups(); err != nil {
+		h.cancel()
+		g.Close()
+		cat.Close()
+		return nil, err
+	}
 	h.wg.Add(1)
 	go h.watch(ctx)
 	return h, nil
@@ -286,6 +306,13 @@ func (h *Hosted) watch(ctx context.Context) {
 	t := time.NewTicker(h.c.Poll)
 	defer t.Stop()
 	lastRun := ""
+	h.mu.Lock()
+	first := h.state
+	h.mu.Unlock()
+	if first.Run == "" && first.Active == h.c.Spec.Regions.Primary.Name {
+		// A failback cut short (the process died) is finished now.
+		h.failback(first)
+	}
 	for {
 		select {
 		case <-h.ctx.Done():
@@ -330,7 +357,11 @@ func (h *Hosted) watch(ctx context.Context) {
 			h.mu.Lock()
 			h.state = st
 			h.mu.Unlock()
+			h.setCapacities(st)
 			h.reopen(st)
+			if st.Active == h.c.Spec.Regions.Primary.Name {
+				h.failback(st)
+			}
 			continue
 		}
 		h.failover(prev.Active, st)
@@ -512,6 +543,7 @@ type Status struct {
 	Runs     int        `json:"recoveries"`
 	Error    string     `json:"error,omitempty"`
 	Recovery *Recovery  `json:"recovery,omitempty"`
+	Failback *Failback  `json:"failback,omitempty"`
 }
 
 // Recovery is the last recovery's progress.
@@ -536,6 +568,12 @@ func (h *Hosted) Status() Status {
 	s := Status{Gate: h.gate.Addr(), Active: h.state.Active, Epoch: h.state.Epoch, Lost: h.lost, Runs: h.runs, Error: h.err}
 	run := h.run
 	order := slices.Clone(h.order)
+	if h.fb != nil {
+		fb := *h.fb
+		fb.Steps, fb.Changed, fb.Unchanged = slices.Clone(fb.Steps), slices.Clone(fb.Changed), slices.Clone(fb.Unchanged)
+		fb.Kept = maps.Clone(fb.Kept)
+		s.Failback = &fb
+	}
 	h.mu.Unlock()
 	s.Stats = h.gate.Stats()
 	if run != nil {
