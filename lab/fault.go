@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat"
+	"github.com/lifeboat-dr/lifeboat/driver/postgres"
 	"github.com/lifeboat-dr/lifeboat/lab/wan"
 )
 
@@ -168,6 +169,22 @@ func (d *daemon) fault(ctx context.Context, req FaultRequest) (FaultResult, erro
 		if pids := killPostgresIn(ctx, inst.DataDir); len(pids) > 0 {
 			did("killed %d PostgreSQL backends left in %s", len(pids), inst.DataDir)
 		}
+		// The tenants' pools in the region go down with it.
+		for _, pi := range d.tenantPoolsIn(req.Region) {
+			pid, running := pi.PID()
+			if !running {
+				continue
+			}
+			if err := pi.Kill(ctx); err != nil {
+				return res, lifeboat.Transient(OpFault, pi.Name, fmt.Errorf("killing the tenant pool in %s: %w", pi.DataDir, err))
+			}
+			if !reaped(ctx, pid, 10*time.Second) {
+				return res, lifeboat.Transient(OpFault, pi.Name, fmt.Errorf("the killed postmaster (PID %d) of %s has not been reaped after 10s; heal may fail to start it", pid, pi.DataDir))
+			}
+			killPostgresIn(ctx, pi.DataDir)
+			dr.pools = append(dr.pools, pi)
+			did("killed the tenant pool %s", pi.Name)
+		}
 		d.down[req.Region] = dr
 	case FaultRegionHang:
 		if err := needRegion(); err != nil {
@@ -267,7 +284,20 @@ func (d *daemon) fault(ctx context.Context, req FaultRequest) (FaultResult, erro
 				did("started %d shop instances of %s again", ss.Instances, res)
 				delete(dr.shops, res)
 			}
-			if dr.postgres || len(dr.shops) > 0 {
+			var still []*postgres.Instance
+			for _, pi := range dr.pools {
+				if err := pi.Start(ctx); err != nil {
+					errs = append(errs, fmt.Errorf("starting the tenant pool %s again: %w", pi.Name, err))
+					still = append(still, pi)
+					continue
+				}
+				if pid, ok := pi.PID(); ok {
+					d.recordPID("postgres "+pi.Name, pid)
+				}
+				did("started the tenant pool %s again", pi.Name)
+			}
+			dr.pools = still
+			if dr.postgres || len(dr.shops) > 0 || len(dr.pools) > 0 {
 				d.down[region] = dr
 			} else {
 				delete(d.down, region)
@@ -284,4 +314,22 @@ func (d *daemon) fault(ctx context.Context, req FaultRequest) (FaultResult, erro
 
 func (d *daemon) webTarget(region string) lifeboat.Target {
 	return lifeboat.Target{Service: Service, Unit: Unit, Component: Web, Region: region, Resource: Resource(Web, region)}
+}
+
+// tenantPoolsIn are the tenant pools' PostgreSQL instances the lab runs in
+// region (none without --tenants).
+func (d *daemon) tenantPoolsIn(region string) []*postgres.Instance {
+	if d.in.Tenants == 0 {
+		return nil
+	}
+	var out []*postgres.Instance
+	for _, p := range poolHomes {
+		if i := d.pg.Instance(Resource(p.component, region)); i != nil {
+			out = append(out, i)
+		}
+	}
+	if region == West && d.trial != nil {
+		out = append(out, d.trial)
+	}
+	return out
 }

@@ -85,6 +85,7 @@ type daemon struct {
 type downRegion struct {
 	postgres bool
 	shops    map[string]lifeboat.ScaleSet // resource → what it was
+	pools    []*postgres.Instance         // tenant pools killed with the region
 }
 
 // Serve runs the lab in dir (laid out by Up) until ctx ends, then stops
