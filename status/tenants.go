@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -46,27 +45,7 @@ func openCatalog(ctx context.Context, spec *lifeboat.Spec, st *lifeboat.State, o
 // TenantBackupDirs are the directories each region receives the other
 // region's tenant backups in: tenants.backups resolved against the spec
 // file, by default .lifeboat/tenant-backups/<region> next to it.
-func TenantBackupDirs(spec *lifeboat.Spec) map[string]string {
-	base := "."
-	if spec.File != "" {
-		base = filepath.Dir(spec.File)
-	}
-	out := map[string]string{}
-	for _, region := range []string{spec.Regions.Primary.Name, spec.Regions.Secondary.Name} {
-		dir := ""
-		if spec.Tenants != nil {
-			dir = spec.Tenants.Backups[region]
-		}
-		if dir == "" {
-			dir = filepath.Join(".lifeboat", "tenant-backups", region)
-		}
-		if !filepath.IsAbs(dir) {
-			dir = filepath.Join(base, dir)
-		}
-		out[region] = dir
-	}
-	return out
-}
+func TenantBackupDirs(spec *lifeboat.Spec) map[string]string { return backup.Dirs(spec) }
 
 // geoRestoreTiers are the spec's geo-restore tiers, sorted.
 func geoRestoreTiers(spec *lifeboat.Spec) []string {

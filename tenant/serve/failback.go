@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -50,27 +49,7 @@ type Failback struct {
 // BackupDirs are the directories each region receives the other region's
 // tenant backups in: tenants.backups resolved against the spec file, by
 // default .lifeboat/tenant-backups/<region> next to it.
-func BackupDirs(spec *lifeboat.Spec) map[string]string {
-	base := "."
-	if spec.File != "" {
-		base = filepath.Dir(spec.File)
-	}
-	out := map[string]string{}
-	for _, region := range []string{spec.Regions.Primary.Name, spec.Regions.Secondary.Name} {
-		dir := ""
-		if spec.Tenants != nil {
-			dir = spec.Tenants.Backups[region]
-		}
-		if dir == "" {
-			dir = filepath.Join(".lifeboat", "tenant-backups", region)
-		}
-		if !filepath.IsAbs(dir) {
-			dir = filepath.Join(base, dir)
-		}
-		out[region] = dir
-	}
-	return out
-}
+func BackupDirs(spec *lifeboat.Spec) map[string]string { return backup.Dirs(spec) }
 
 func hasGeoRestore(spec *lifeboat.Spec) bool {
 	for _, t := range spec.Tenants.Tiers {
