@@ -21,6 +21,9 @@ import (
 	"github.com/lifeboat-dr/lifeboat/driver"
 	"github.com/lifeboat-dr/lifeboat/driver/agent"
 	"github.com/lifeboat-dr/lifeboat/metrics"
+	"github.com/lifeboat-dr/lifeboat/tenant/backup"
+	"github.com/lifeboat-dr/lifeboat/tenant/pgbackend"
+	tenantserve "github.com/lifeboat-dr/lifeboat/tenant/serve"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 )
@@ -66,20 +69,26 @@ func (a *app) serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !driver.HostsTraffic(spec) {
-		return exit(exitSpec, "%s: drivers.traffic is %q, and serve hosts only dns or frontdoor: set drivers.traffic to one of them (with its drivers.dns or drivers.frontdoor section)", a.specPath, spec.Drivers.Traffic)
+	hostTraffic := driver.HostsTraffic(spec)
+	hostTenants := spec.Tenants != nil && spec.Tenants.Gate != nil
+	if !hostTraffic && !hostTenants {
+		return exit(exitSpec, "%s: drivers.traffic is %q and there is no tenants.gate, so serve has nothing to host: set drivers.traffic to dns or frontdoor (with its drivers.dns or drivers.frontdoor section), or add tenants.gate", a.specPath, spec.Drivers.Traffic)
 	}
-	listen, err := agentListenAddr(spec)
-	if err != nil {
-		return exit(exitSpec, "%s: %v", a.specPath, err)
+	var (
+		ln     net.Listener
+		listen string
+	)
+	if hostTraffic {
+		if listen, err = agentListenAddr(spec); err != nil {
+			return exit(exitSpec, "%s: %v", a.specPath, err)
+		}
+		// Bind first: a second serve for the same spec must fail before it
+		// touches any listener the first one holds.
+		if ln, err = net.Listen("tcp", listen); err != nil {
+			return exit(exitFailed, "cannot listen on %s for drivers.agent.url (%v): is another 'lifeboat serve' running for this spec?", listen, err)
+		}
+		defer ln.Close()
 	}
-	// Bind first: a second serve for the same spec must fail before it
-	// touches any listener the first one holds.
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return exit(exitFailed, "cannot listen on %s for drivers.agent.url (%v): is another 'lifeboat serve' running for this spec?", listen, err)
-	}
-	defer ln.Close()
 
 	s, err := a.open(ctx)
 	if err != nil {
@@ -87,49 +96,67 @@ func (a *app) serve(ctx context.Context) error {
 	}
 	defer s.Close()
 	log := slog.New(slog.NewTextHandler(a.err, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	h, err := driver.Host(ctx, s.spec, s.state, log)
-	if err != nil {
-		return exit(exitFailed, "%v", err)
-	}
-	defer h.Close()
-
-	mc := metrics.DefaultConfig()
-	mc.Runs, mc.Log = s.store, log
-	mc.DNS, mc.FrontDoor = h.DNS, h.FrontDoor // the one not hosted is a nil pointer: left out
-	reg, err := metrics.NewRegistry(mc)
-	if err != nil {
-		return exit(exitFailed, "%v", err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metrics.Handler(reg))
-	mux.Handle("/", agent.Handler(lifeboat.Drivers{Traffic: h.Driver()}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	defer srv.Close()
+	var lines []string
+	if hostTraffic {
+		h, err := driver.Host(ctx, s.spec, s.state, log)
+		if err != nil {
+			return exit(exitFailed, "%v", err)
+		}
+		defer h.Close()
+		mc := metrics.DefaultConfig()
+		mc.Runs, mc.Log = s.store, log
+		mc.DNS, mc.FrontDoor = h.DNS, h.FrontDoor // the one not hosted is a nil pointer: left out
+		reg, err := metrics.NewRegistry(mc)
+		if err != nil {
+			return exit(exitFailed, "%v", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics.Handler(reg))
+		mux.Handle("/", agent.Handler(lifeboat.Drivers{Traffic: h.Driver()}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { served <- srv.Serve(ln) }()
+		defer srv.Close()
+		go h.Keep(ctx, s.spec, s.store, log)
+		lines = append(lines, h.Addrs()...)
+		lines = append(lines, fmt.Sprintf("agent %s (metrics at %s/metrics)", spec.Drivers.Agent.URL, strings.TrimSuffix(spec.Drivers.Agent.URL, "/")))
+		if h.Lease > 0 {
+			lines = append(lines, fmt.Sprintf("lease %s, renewed while the state store answers", lifeboat.FormatDuration(h.Lease)))
+		}
+	}
+	if hostTenants {
+		th, closeTenants, err := a.hostTenants(ctx, s, log)
+		if err != nil {
+			return err
+		}
+		defer closeTenants()
+		lines = append(lines, fmt.Sprintf("tenants' gate %s (PostgreSQL; a connection to a tenant being recovered hurries it)", th.Gate().Addr()))
+	}
 	apiAt, err := a.serveAPI(ctx, s.spec, s.store, "", nil, log)
 	if err != nil {
 		return err
 	}
+	if apiAt != "" {
+		lines = append(lines, fmt.Sprintf("dashboard %s/ui/ · api %s/v1/", apiAt, apiAt))
+	}
 
 	if !a.json() {
-		fmt.Fprintf(a.out, "%s: serving %s traffic for %s (epoch %d, active %s)\n", a.paint(bold, "lifeboat serve"), spec.Drivers.Traffic, spec.Service, s.state.Epoch, s.state.Active)
-		for _, addr := range h.Addrs() {
-			fmt.Fprintf(a.out, "  %s\n", addr)
+		what := "the tenants' gate"
+		if hostTraffic {
+			what = spec.Drivers.Traffic + " traffic"
+			if hostTenants {
+				what += " and the tenants' gate"
+			}
 		}
-		fmt.Fprintf(a.out, "  agent %s (metrics at %s/metrics)\n", spec.Drivers.Agent.URL, strings.TrimSuffix(spec.Drivers.Agent.URL, "/"))
-		if h.Lease > 0 {
-			fmt.Fprintf(a.out, "  lease %s, renewed while the state store answers\n", lifeboat.FormatDuration(h.Lease))
-		}
-		if apiAt != "" {
-			fmt.Fprintf(a.out, "  dashboard %s/ui/ · api %s/v1/\n", apiAt, apiAt)
+		fmt.Fprintf(a.out, "%s: serving %s for %s (epoch %d, active %s)\n", a.paint(bold, "lifeboat serve"), what, spec.Service, s.state.Epoch, s.state.Active)
+		for _, l := range lines {
+			fmt.Fprintf(a.out, "  %s\n", l)
 		}
 		fmt.Fprintln(a.out, "Ctrl-C stops.")
 	} else {
-		_ = a.printJSON(map[string]any{"serving": h.Addrs(), "agent": spec.Drivers.Agent.URL, "epoch": s.state.Epoch})
+		_ = a.printJSON(map[string]any{"serving": lines, "epoch": s.state.Epoch})
 	}
 
-	go h.Keep(ctx, s.spec, s.store, log)
 	select {
 	case <-ctx.Done():
 		log.Info("stopping")
@@ -140,6 +167,28 @@ func (a *app) serve(ctx context.Context) error {
 		}
 		return exit(exitFailed, "the agent on %s stopped: %v", listen, err)
 	}
+}
+
+// hostTenants runs the tenants' gate, their backups and the recovery that
+// follows a failover (tenant/serve), with the PostgreSQL backend. A
+// geo-restore pool's DR copy is not created here: without a provisioner,
+// the recovery says so and the pool must be made by hand or by a hook.
+func (a *app) hostTenants(ctx context.Context, s *session, log *slog.Logger) (*tenantserve.Hosted, func(), error) {
+	bc := pgbackend.DefaultConfig()
+	bc.Spec, bc.Backups, bc.Log = s.spec, backup.Dirs(s.spec), log
+	be, err := pgbackend.New(bc)
+	if err != nil {
+		return nil, nil, exit(exitSpec, "%s: tenants: %v", a.specPath, err)
+	}
+	hc := tenantserve.DefaultConfig()
+	hc.Spec, hc.Store, hc.Backend, hc.Log = s.spec, s.store, be, log
+	hc.BackupDirs = backup.Dirs(s.spec)
+	h, err := tenantserve.Host(ctx, hc)
+	if err != nil {
+		be.Close()
+		return nil, nil, exit(exitFailed, "hosting the tenants' gate: %v", err)
+	}
+	return h, func() { _ = h.Close(); be.Close() }, nil
 }
 
 // agentListenAddr is the host:port of drivers.agent.url, where serve listens.

@@ -266,7 +266,7 @@ func TestServeRefusesADriverItDoesNotHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := lifeboatIn(t, dir, nil, "serve")
-	if r.code != exitSpec || !strings.Contains(r.stderr, "serve hosts only dns or frontdoor") {
+	if r.code != exitSpec || !strings.Contains(r.stderr, "serve has nothing to host") {
 		t.Fatalf("serve with drivers.traffic fake: exit %d\n%s%s; want exit 2 saying what serve hosts", r.code, r.stdout, r.stderr)
 	}
 }

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -160,4 +164,84 @@ tenants:
 	if err := json.Unmarshal([]byte(r.stdout), &acme); err != nil || acme.Pool != "paid2" || acme.State != lifeboat.TenantAvailable {
 		t.Fatalf("acme after the move: %+v, %v", acme, err)
 	}
+
+	// 'lifeboat serve' hosts the tenants' gate: a PostgreSQL client reaches
+	// its tenant where the catalog says it is now, by the database name.
+	gateAddr := freeAddr(t)
+	f, err := os.OpenFile(filepath.Join(dir, "lifeboat.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "  gate: {listen: %s, wait: 2s}\n", gateAddr)
+	f.Close()
+	mustRun(t, dir, "validate")
+	cmd := exec.Command(binary, "serve")
+	cmd.Dir = dir
+	out := &syncWriter{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	through := func(db string) (int, error) {
+		c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable&connect_timeout=5", pgtest.User, pgtest.Password, gateAddr, db))
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close(context.Background())
+		n := 0
+		err = c.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&n)
+		return n, err
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		n, err := through("acme")
+		if err == nil {
+			if n != 25 {
+				t.Fatalf("acme through the gate has %d orders; want its 25 in paid2", n)
+			}
+			break
+		}
+		select {
+		case <-exited:
+			t.Fatalf("lifeboat serve exited: %v\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("acme through the gate: %v\n%s", err, out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, err := through("nobody"); err == nil || !strings.Contains(err.Error(), "3D000") {
+		t.Errorf("an unknown tenant through the gate: %v; want SQLSTATE 3D000", err)
+	}
+}
+
+// syncWriter lets a process's stdout and stderr share one buffer that the
+// test may read while the process writes.
+type syncWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
 }
