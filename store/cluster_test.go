@@ -299,8 +299,20 @@ func TestElection(t *testing.T) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
+	// Campaign as a controller does: stand again after a failed campaign
+	// (a lease replaced under load ends one), until elected or done.
 	for _, q := range qs {
-		wg.Go(func() { _ = q.Campaign(ctx) })
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if q.Campaign(ctx) == nil {
+					return
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		})
 	}
 	var first string
 	eventually(t, "one region leads", func() bool {
