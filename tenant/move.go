@@ -176,7 +176,7 @@ func (p *PostgresPools) CopyTenant(ctx context.Context, name string, from, to Pl
 		dump = []string{"-Fc", "--no-owner", "-n", kept, "-d", srcURL}
 		restore = []string{"--no-owner", "--exit-on-error", "-d", dstURL}
 	} else {
-		if err := renameDatabase(ctx, sc, name, kept); err != nil {
+		if err := RenameDatabase(ctx, sc, name, kept); err != nil {
 			return classify(OpMove, name, fmt.Errorf("renaming database %s to %s in pool %s: %w", name, kept, from.Pool, err))
 		}
 		if _, err := dc.Exec(ctx, `CREATE DATABASE `+id); err != nil {
@@ -215,13 +215,18 @@ func (p *PostgresPools) undo(sc, dc *pgx.Conn, schema bool, name, kept string, c
 		return
 	}
 	_, _ = dc.Exec(ctx, `DROP DATABASE IF EXISTS `+id+` WITH (FORCE)`)
-	_ = renameDatabase(ctx, sc, kept, name)
+	_ = RenameDatabase(ctx, sc, kept, name)
 }
 
-// renameDatabase renames a database that clients may be connected to:
+// Execer runs a statement: a *pgx.Conn or a *pgxpool.Pool.
+type Execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// RenameDatabase renames a database that clients may be connected to:
 // no new connections, the present ones ended, then the rename (retried
 // while the ended sessions are still going away).
-func renameDatabase(ctx context.Context, c *pgx.Conn, from, to string) error {
+func RenameDatabase(ctx context.Context, c Execer, from, to string) error {
 	fid, tid := pgx.Identifier{from}.Sanitize(), pgx.Identifier{to}.Sanitize()
 	if _, err := c.Exec(ctx, `ALTER DATABASE `+fid+` ALLOW_CONNECTIONS false`); err != nil {
 		return err

@@ -11,10 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	lifeboat "github.com/lifeboat-dr/lifeboat"
 	"github.com/lifeboat-dr/lifeboat/driver/postgres"
@@ -314,7 +312,7 @@ func (b *Backend) CopyBack(ctx context.Context, pool, from, to, name, kept strin
 		if schema {
 			_, err = dst.Exec(ctx, `ALTER SCHEMA `+id+` RENAME TO `+keptID)
 		} else {
-			err = renameDatabase(ctx, dst, name, kept)
+			err = tenant.RenameDatabase(ctx, dst, name, kept)
 		}
 		if err != nil {
 			return classify(OpCopyBack, name, fmt.Errorf("%s: keeping the home copy of %s as %s: %w", where, name, kept, err))
@@ -357,36 +355,6 @@ func (b *Backend) CopyBack(ctx context.Context, pool, from, to, name, kept strin
 		return lifeboat.Transient(OpCopyBack, name, err)
 	}
 	return nil
-}
-
-// renameDatabase renames a database after ending its sessions (retried
-// while they are still exiting).
-func renameDatabase(ctx context.Context, c *pgxpool.Pool, from, to string) error {
-	fid, tid := pgx.Identifier{from}.Sanitize(), pgx.Identifier{to}.Sanitize()
-	if _, err := c.Exec(ctx, `ALTER DATABASE `+fid+` ALLOW_CONNECTIONS false`); err != nil {
-		return err
-	}
-	for {
-		if _, err := c.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, from); err != nil {
-			return err
-		}
-		_, err := c.Exec(ctx, `ALTER DATABASE `+fid+` RENAME TO `+tid)
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "55006" { // sessions still exiting
-			select {
-			case <-ctx.Done():
-				return err
-			case <-time.After(50 * time.Millisecond):
-			}
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		break
-	}
-	_, err := c.Exec(ctx, `ALTER DATABASE `+tid+` ALLOW_CONNECTIONS true`)
-	return err
 }
 
 // ReadOnly restarts the cluster provisioned for t as a standby with no
