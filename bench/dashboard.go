@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/lifeboat-dr/lifeboat/internal/chromium"
 
 	"github.com/lifeboat-dr/lifeboat"
 	"github.com/lifeboat-dr/lifeboat/config"
@@ -51,13 +52,13 @@ func dashboardRows(ctx context.Context, rounds int) ([]row, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the monitored lab puts each region in a network namespace: run the bench as root")
 	}
-	const chromium = "/usr/lib/chromium/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		return nil, fmt.Errorf("%s: %w: run scripts/deps.sh (Debian package chromium)", chromium, err)
+	browserBin, err := chromium.Path()
+	if err != nil {
+		return nil, err
 	}
 	var ends, actives []time.Duration
 	for i := range rounds {
-		end, active, err := dashboardRound(ctx, chromium)
+		end, active, err := dashboardRound(ctx, browserBin)
 		if err != nil {
 			return nil, fmt.Errorf("round %d: %w", i+1, err)
 		}
@@ -77,7 +78,7 @@ func dashboardRows(ctx context.Context, rounds int) ([]row, error) {
 // as the operator, takes west down, and returns how long after the
 // automatic failover's end (its journal) and after east became active (the
 // state's Since) the page showed each (the browser's clock: this machine's).
-func dashboardRound(ctx context.Context, chromium string) (end, active time.Duration, err error) {
+func dashboardRound(ctx context.Context, browserBin string) (end, active time.Duration, err error) {
 	tmp, err := os.MkdirTemp("", "lifeboat-bench-dashboard-")
 	if err != nil {
 		return 0, 0, err
@@ -115,22 +116,12 @@ func dashboardRound(ctx context.Context, chromium string) (end, active time.Dura
 		return 0, 0, err
 	}
 
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromium),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.NoSandbox, // root, checked above
-		chromedp.UserDataDir(filepath.Join(tmp, "chromium")),
-	)
-	defer cancelAlloc()
-	bctx, cancel := chromedp.NewContext(actx)
+	bctx, cancel, err := chromium.Start(ctx, browserBin, filepath.Join(tmp, "chromium"), 1280, 800)
+	if err != nil {
+		return 0, 0, err
+	}
 	defer cancel()
 	if err := chromedp.Do(bctx,
-		chromedp.EmulateViewport(1280, 800),
 		chromedp.Navigate(in.API.Dashboard),
 		chromedp.WaitVisible(chromedp.CSS("#token")),
 		chromedp.SendKeys(chromedp.CSS("#token"), tokens[lifeboat.RoleOperator]),

@@ -3,7 +3,6 @@ package dashboard_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,51 +10,26 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/lifeboat-dr/lifeboat"
+	"github.com/lifeboat-dr/lifeboat/internal/chromium"
 )
 
-// chromiumPath is the Chromium binary itself: Debian's /usr/bin/chromium
-// is a script that adds flags and Google API keys, and this test runs
-// Chromium with our flags only.
-func chromiumPath(t *testing.T) string {
-	for _, p := range []string{"/usr/lib/chromium/chromium"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("chromium"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("chromium is not installed: run scripts/deps.sh (Debian package chromium)")
-	}
-	t.Skip("chromium is not installed: run scripts/deps.sh (Debian package chromium) to run the browser test")
-	return ""
-}
-
-// browser starts headless Chromium that contacts nothing but our loopback
-// server, with a 1280×800 viewport. Cancelling the test's context (at
-// cleanup) ends the Chromium process chromedp started.
+// browser starts headless Chromium (internal/chromium's flags: it
+// contacts nothing but our loopback server), with a 1280×800 viewport; it
+// skips without Chromium, but fails in CI. Cleanup ends it.
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath(t)),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.UserDataDir(t.TempDir()),
+	bin, err := chromium.Path()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
 	}
-	if os.Geteuid() == 0 {
-		opts = append(opts, chromedp.NoSandbox)
+	ctx, cancel, err := chromium.Start(context.Background(), bin, t.TempDir(), 1280, 800)
+	if err != nil {
+		t.Fatal(err)
 	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
-		t.Fatalf("starting chromium: %v", err)
-	}
+	t.Cleanup(cancel)
 	return ctx
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lifeboat-dr/lifeboat/internal/chromium"
 	"golang.org/x/net/html"
 )
 
@@ -86,15 +87,9 @@ func TestWriteHTML(t *testing.T) {
 // TestWriteHTMLRendersInChromium renders the page once with headless
 // Chromium (scripts/deps.sh installs it); it only checks that it renders.
 func TestWriteHTMLRendersInChromium(t *testing.T) {
-	bin := ""
-	for _, b := range []string{"/usr/bin/chromium", "/usr/bin/chromium-browser"} {
-		if _, err := os.Stat(b); err == nil {
-			bin = b
-			break
-		}
-	}
-	if bin == "" {
-		t.Fatal("no /usr/bin/chromium to render the page: run scripts/deps.sh (make test does)")
+	bin, err := chromium.Path()
+	if err != nil {
+		t.Fatalf("%v (make test does)", err)
 	}
 	dir := t.TempDir()
 	page := filepath.Join(dir, "report.html")
@@ -104,11 +99,14 @@ func TestWriteHTMLRendersInChromium(t *testing.T) {
 	png := filepath.Join(dir, "report.png")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	// No background networking, updates or sync: the page is a local file,
-	// and Chromium must not reach any address beyond loopback.
-	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--user-data-dir="+filepath.Join(dir, "profile"),
-		"--window-size=1200,1600", "--screenshot="+png, "file://"+page)
+	// internal/chromium's flags: the page is a local file, and Chromium
+	// must not reach any address beyond loopback.
+	args := []string{"--headless", "--no-sandbox", "--disable-gpu"}
+	for _, f := range chromium.Flags {
+		args = append(args, "--"+f)
+	}
+	args = append(args, "--user-data-dir="+filepath.Join(dir, "profile"), "--window-size=1200,1600", "--screenshot="+png, "file://"+page)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("chromium could not render %s: %v\n%s", page, err, out)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/lifeboat-dr/lifeboat/internal/chromium"
 
 	"github.com/lifeboat-dr/lifeboat"
 	"github.com/lifeboat-dr/lifeboat/config"
@@ -182,44 +183,29 @@ func promtoolPath(t *testing.T) string {
 	return p
 }
 
-// chromiumPath is the Chromium binary itself, not Debian's /usr/bin/chromium
-// wrapper, which adds flags and API keys of its own.
+// chromiumPath is internal/chromium's Path; the test skips without
+// Chromium, but fails in CI.
 func chromiumPath(t *testing.T) string {
 	t.Helper()
-	if _, err := os.Stat("/usr/lib/chromium/chromium"); err == nil {
-		return "/usr/lib/chromium/chromium"
+	p, err := chromium.Path()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
 	}
-	msg := "chromium is not installed: run scripts/deps.sh (Debian package chromium)"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
+	return p
 }
 
-// labBrowser starts headless Chromium (the dashboard tests' flags: it
+// labBrowser starts headless Chromium (internal/chromium's flags: it
 // contacts nothing but the lab's loopback). Cleanup ends it.
-func labBrowser(t *testing.T, chromium string) context.Context {
+func labBrowser(t *testing.T, bin string) context.Context {
 	t.Helper()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromium),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.UserDataDir(t.TempDir()),
+	ctx, cancel, err := chromium.Start(context.Background(), bin, t.TempDir(), 1280, 800)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if os.Geteuid() == 0 {
-		opts = append(opts, chromedp.NoSandbox)
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
-		t.Fatalf("starting chromium: %v", err)
-	}
+	t.Cleanup(cancel)
 	return ctx
 }
 
