@@ -70,17 +70,33 @@ type lab struct {
 
 func newLab(t *testing.T, hooks string) *lab {
 	t.Helper()
-	dir := t.TempDir()
 	if hooks == "" {
 		hooks = "  []\n"
 	}
 	body := strings.Replace(specYAML, "%s\n", hooks, 1)
+	return serveSpec(t, body, []lifeboat.Role{lifeboat.RoleViewer, lifeboat.RoleOperator, lifeboat.RoleAdmin}, func(dir string, cfg *api.Config) {
+		cfg.DrillsDir = filepath.Join(dir, "drills")
+		if err := os.MkdirAll(cfg.DrillsDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(cfg.DrillsDir, "drill-1.json"), []byte(`{"ok":true}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// serveSpec serves the API of the spec body (in a temporary directory, on
+// an in-memory store), with a token "<role>-alice" for each role;
+// configure, if set, adjusts the server's config first.
+func serveSpec(t *testing.T, body string, roles []lifeboat.Role, configure func(dir string, cfg *api.Config)) *lab {
+	t.Helper()
+	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "lifeboat.yaml"), []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	l := &lab{t: t, tokens: map[lifeboat.Role]string{}}
 	var lines []string
-	for _, r := range []lifeboat.Role{lifeboat.RoleViewer, lifeboat.RoleOperator, lifeboat.RoleAdmin} {
+	for _, r := range roles {
 		tok, line, err := api.NewToken(string(r)+"-alice", r)
 		if err != nil {
 			t.Fatal(err)
@@ -102,12 +118,8 @@ func newLab(t *testing.T, hooks string) *lab {
 	}
 	cfg := api.DefaultConfig()
 	cfg.Spec, cfg.Store = spec, l.store
-	cfg.DrillsDir = filepath.Join(dir, "drills")
-	if err := os.MkdirAll(cfg.DrillsDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(cfg.DrillsDir, "drill-1.json"), []byte(`{"ok":true}`), 0o644); err != nil {
-		t.Fatal(err)
+	if configure != nil {
+		configure(dir, &cfg)
 	}
 	l.srv, err = api.New(cfg)
 	if err != nil {

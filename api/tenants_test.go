@@ -6,9 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,10 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/lifeboat-dr/lifeboat"
 	"github.com/lifeboat-dr/lifeboat/api"
-	"github.com/lifeboat-dr/lifeboat/config"
 	"github.com/lifeboat-dr/lifeboat/driver/postgres/pgtest"
 	"github.com/lifeboat-dr/lifeboat/status"
-	"github.com/lifeboat-dr/lifeboat/store"
 	"github.com/lifeboat-dr/lifeboat/tenant"
 )
 
@@ -57,39 +52,8 @@ func newTenantLab(t *testing.T, pg *pgtest.Cluster) *lab {
 		return fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/%s?sslmode=disable", pgtest.User, pgtest.Password, pg.Port, db)
 	}
 	eps := func(db string) string { return fmt.Sprintf("{west: %q, east: %q}", url(db), url(db)) }
-	dir := t.TempDir()
 	body := fmt.Sprintf(tenantSpecYAML, eps("catalog"), eps("postgres"))
-	if err := os.WriteFile(filepath.Join(dir, "lifeboat.yaml"), []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	l := &lab{t: t, tokens: map[lifeboat.Role]string{}}
-	tok, line, err := api.NewToken("viewer-alice", lifeboat.RoleViewer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.tokens[lifeboat.RoleViewer] = tok
-	if err := os.WriteFile(filepath.Join(dir, "tokens"), []byte(line+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	spec, diags, err := config.Load(filepath.Join(dir, "lifeboat.yaml"))
-	if err != nil || diags.HasErrors() {
-		t.Fatalf("spec: %v %v", err, diags)
-	}
-	l.spec = spec
-	l.store = store.NewMemory()
-	if _, err := l.store.Init(context.Background(), lifeboat.InitialState(spec, time.Now().UTC())); err != nil {
-		t.Fatal(err)
-	}
-	cfg := api.DefaultConfig()
-	cfg.Spec, cfg.Store = spec, l.store
-	l.srv, err = api.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(l.srv)
-	l.url = hs.URL
-	t.Cleanup(func() { hs.Close(); l.srv.Close() })
-	return l
+	return serveSpec(t, body, []lifeboat.Role{lifeboat.RoleViewer}, nil)
 }
 
 // TestTenantsEndpoints serves the tenants of a catalog in a real
