@@ -329,6 +329,14 @@ func (b *Backend) CopyBack(ctx context.Context, pool, from, to, name, kept strin
 			return classify(OpCopyBack, name, fmt.Errorf("%s: dropping an unfinished copy back of %s: %w", where, name, err))
 		}
 	}
+	if !schema && (hasName || hasKept) {
+		// A rename cut off after the rename but before connections were
+		// allowed again leaves the kept copy closed: open it on every
+		// attempt (idempotent).
+		if _, err := dst.Exec(ctx, `ALTER DATABASE `+keptID+` ALLOW_CONNECTIONS true`); err != nil {
+			return classify(OpCopyBack, name, fmt.Errorf("%s: opening the kept home copy %s again: %w", where, kept, err))
+		}
+	}
 	exists, _, err := describe(ctx, src, schema, name)
 	if err != nil {
 		return classify(OpCopyBack, name, err)
