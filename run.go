@@ -98,6 +98,10 @@ type Store interface {
 	// lock in etcd): a second owner gets ErrRunOwned until release is
 	// called or the owner dies and its lease expires.
 	Own(ctx context.Context, run string) (release func(), err error)
+	// Owned reports whether a live process owns a run now, without taking
+	// it: a viewer that took ownership to find out could make the
+	// engine's own Own fail.
+	Owned(ctx context.Context, run string) (bool, error)
 	// RequestCancel asks the process running a run to stop. WatchCancel
 	// delivers such a request (who asked) to the owner, including one made
 	// before the watch began.

@@ -359,7 +359,15 @@ func (s *Server) run(c *call) {
 	if recs == nil {
 		recs = []lifeboat.Record{}
 	}
-	c.json(http.StatusOK, RunDetail{Run: run, Journal: recs, View: status.Run(ctx, s.c.Store, run, recs)})
+	v := status.Run(ctx, s.c.Store, run, recs)
+	if v.Run != run {
+		// The view read a newer run (it parked or ended meanwhile): its
+		// journal goes with it.
+		if fresh, err := s.c.Store.Journal(ctx, run.ID); err == nil {
+			recs = fresh
+		}
+	}
+	c.json(http.StatusOK, RunDetail{Run: v.Run, Journal: recs, View: v})
 }
 
 // engine builds an engine on the spec's drivers, seeded from the state

@@ -209,8 +209,14 @@ func Run(ctx context.Context, st lifeboat.Store, run *lifeboat.Run, recs []lifeb
 	}
 	if run.Status == lifeboat.RunRunning && st != nil {
 		// Nobody owns a run whose process died: say so.
-		if release, err := st.Own(ctx, run.ID); err == nil {
-			release()
+		if owned, err := st.Owned(ctx, run.ID); err == nil && !owned {
+			// The run may have parked for an approval or ended (and its
+			// process let go of it) since run was read: read it again.
+			fresh, ferr := st.Run(ctx, run.ID)
+			freshRecs, jerr := st.Journal(ctx, run.ID)
+			if ferr == nil && jerr == nil && fresh.Status != lifeboat.RunRunning {
+				return Run(ctx, nil, fresh, freshRecs)
+			}
 			v.Status = "interrupted (no lifeboat process is running it)"
 			v.Interrupted = true
 		}

@@ -348,14 +348,24 @@ func testConformance(t *testing.T, open func(*testing.T) lifeboat.Store) {
 
 	t.Run("own", func(t *testing.T) {
 		s := begun(t, open)
+		owned := func(want bool) {
+			t.Helper()
+			if got, err := s.Owned(ctx, "r1"); err != nil || got != want {
+				t.Fatalf("Owned = %v, %v; want %v", got, err, want)
+			}
+		}
+		owned(false)
 		release, err := s.Own(ctx, "r1")
 		if err != nil {
 			t.Fatal(err)
 		}
+		owned(true)
+		owned(true) // asking does not take it
 		_, err = s.Own(ctx, "r1")
 		wantErr(t, err, lifeboat.ErrRunOwned, false)
 		release()
 		release() // twice is harmless
+		owned(false)
 		release2, err := s.Own(ctx, "r1")
 		if err != nil {
 			t.Fatalf("Own after release: %v", err)
@@ -366,6 +376,8 @@ func testConformance(t *testing.T, open func(*testing.T) lifeboat.Store) {
 		_, err = s.Own(ctx, "r1")
 		wantErr(t, err, lifeboat.ErrRunOwned, false)
 		_, err = s.Own(ctx, "nope")
+		wantErr(t, err, lifeboat.ErrNoRun, false)
+		_, err = s.Owned(ctx, "nope")
 		wantErr(t, err, lifeboat.ErrNoRun, false)
 	})
 

@@ -494,6 +494,34 @@ func (s *etcdStore) Own(ctx context.Context, run string) (func(), error) {
 	}, nil
 }
 
+func (s *etcdStore) Owned(ctx context.Context, run string) (bool, error) {
+	if err := s.open(opOwn); err != nil {
+		return false, err
+	}
+	if err := checkRunID(opOwn, run); err != nil {
+		return false, err
+	}
+	okey := s.k.own(run)
+	tx, err := s.cli.Txn(ctx).Then(clientv3.OpGet(s.k.run(run), clientv3.WithCountOnly()), clientv3.OpGet(okey)).Commit()
+	if err != nil {
+		return false, s.ioErr(opOwn, run, err)
+	}
+	if tx.Responses[0].GetResponseRange().Count == 0 {
+		return false, noRun(opOwn, run)
+	}
+	kvs := tx.Responses[1].GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return false, nil
+	}
+	var holder owner
+	if err := decode(opOwn, okey, kvs[0].Value, &holder); err != nil {
+		return false, err
+	}
+	// An owner that died on this host owns nothing, though etcd may still
+	// keep its claim until its lease lapses.
+	return !holder.deadHere(s.me), nil
+}
+
 func (s *etcdStore) RequestCancel(ctx context.Context, run, by string) error {
 	if err := s.open(opCancel); err != nil {
 		return err

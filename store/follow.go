@@ -109,6 +109,10 @@ func (f *follower) Own(ctx context.Context, run string) (func(), error) {
 	return call(f, ctx, func(ctx context.Context, s lifeboat.Store) (func(), error) { return s.Own(ctx, run) })
 }
 
+func (f *follower) Owned(ctx context.Context, run string) (bool, error) {
+	return call(f, ctx, func(ctx context.Context, s lifeboat.Store) (bool, error) { return s.Owned(ctx, run) })
+}
+
 func (f *follower) RequestCancel(ctx context.Context, run, by string) error {
 	_, err := call(f, ctx, func(ctx context.Context, s lifeboat.Store) (struct{}, error) {
 		return struct{}{}, s.RequestCancel(ctx, run, by)

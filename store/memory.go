@@ -255,6 +255,21 @@ func (m *memory) Own(ctx context.Context, run string) (func(), error) {
 	}, nil
 }
 
+func (m *memory) Owned(ctx context.Context, run string) (bool, error) {
+	if err := checkRunID(opOwn, run); err != nil {
+		return false, err
+	}
+	if err := m.lock(opOwn); err != nil {
+		return false, err
+	}
+	defer m.mu.Unlock()
+	if _, ok := m.runs[run]; !ok {
+		return false, noRun(opOwn, run)
+	}
+	_, held := m.owners[run]
+	return held, nil
+}
+
 func (m *memory) RequestCancel(ctx context.Context, run, by string) error {
 	if err := checkRunID(opCancel, run); err != nil {
 		return err
