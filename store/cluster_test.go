@@ -380,6 +380,86 @@ func TestElection(t *testing.T) {
 	}
 }
 
+// A campaign that waits through another region's member goes on when that
+// member dies, and wins when its turn comes; one cancelled while its path
+// is dead returns. With concurrency.Election.Campaign the first waited on
+// the dead member's watch for ever, and the second hung resigning (CI's
+// 15-minute TestElection).
+func TestCampaignOutlivesItsPath(t *testing.T) {
+	dir := t.TempDir()
+	members := loopbackMembers(t, clusterRegions...)
+	ms := startMembers(t, dir, members, clusterRegions...)
+	qs := quorums(t, ms, 2*time.Second)
+	ctx := context.Background()
+	if err := qs["west"].Campaign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	central := qs["central"]
+	// Central's paths: its own member, then east's, then west's.
+	if central.paths[1] == central.paths[0] || len(central.paths) != 3 {
+		t.Fatalf("central's paths: %d", len(central.paths))
+	}
+	central.path.Store(1)
+	won := make(chan error, 1)
+	go func() { won <- central.Campaign(ctx) }()
+	eventually(t, "central's candidate key is in the queue", func() bool {
+		resp, err := central.paths[0].Get(ctx, central.k.candidate(central.current().id))
+		return err == nil && len(resp.Kvs) == 1
+	})
+	crash(ms["east"])
+	if err := qs["west"].Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-won:
+		if err != nil {
+			t.Fatalf("central's campaign after east's member died: %v", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatalf("central's campaign through east's dead member never won (%s after west resigned)", waitLimit)
+	}
+	if !central.IsLeader() {
+		t.Fatal("central won but does not lead")
+	}
+	if got, err := central.Leader(ctx); err != nil || got != "central" {
+		t.Fatalf("leader: %q, %v", got, err)
+	}
+
+	// A cancelled campaign through the dead member returns, and leaves no
+	// key behind that would lead for it.
+	if err := central.Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := central.Campaign(ctx); err != nil { // leads again, alone
+		t.Fatal(err)
+	}
+	late, err := ms["west"].Quorum(ctx, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late.path.Store(2) // west's paths: west, central, east: point it at east
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- late.Campaign(cctx) }()
+	eventually(t, "west's second campaign is in the queue", func() bool {
+		resp, err := central.paths[0].Get(ctx, late.k.candidate(late.current().id))
+		return err == nil && len(resp.Kvs) == 1
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a cancelled campaign reports that it won")
+		}
+	case <-time.After(waitLimit):
+		t.Fatalf("a cancelled campaign did not return within %s", waitLimit)
+	}
+	resp, err := central.paths[0].Get(ctx, late.k.candidate(late.current().id))
+	if err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("the cancelled campaign's key: %v %v; want it withdrawn", resp, err)
+	}
+}
+
 // A clean Resign moves leadership at once and keeps the lease.
 func TestResign(t *testing.T) {
 	dir := t.TempDir()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	lifeboat "github.com/lifeboat-dr/lifeboat"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
@@ -57,12 +58,12 @@ type Quorum struct {
 	ttl    time.Duration
 
 	mu      sync.Mutex
-	cur     *leaseGen             // the lease in use, and the election on it
-	renewed time.Time             // send time of the last renewal (or grant) etcd acknowledged
-	elected *leaseGen             // the lease under which this region won the election; nil if not leader
-	won     *concurrency.Election // the path's election that won: Resign must use it
+	cur     *leaseGen // the lease in use, and the election on it
+	renewed time.Time // send time of the last renewal (or grant) etcd acknowledged
+	elected *leaseGen // the lease under which this region won the election; nil if not leader
+	wonKey  string    // this region's candidate key when it won (Resign deletes it)
 
-	elMu sync.Mutex // concurrency.Election is not safe for concurrent use
+	elMu sync.Mutex // one campaign or resignation at a time
 
 	ctx       context.Context // lives until Close
 	stop      context.CancelFunc
@@ -308,6 +309,15 @@ func (q *Quorum) Alive(now time.Time) bool {
 // Campaign blocks until this region is the leader, ctx ends or the lease is
 // gone. Only the leader may start an automatic failover. Campaign and
 // Resign are serialised; cancel ctx to stop campaigning.
+//
+// It follows etcd's election recipe (concurrency.Election's: one key per
+// lease under the leader prefix; the lowest create revision leads), but
+// sends each request through the path the renewals last found answering,
+// each with a deadline, and looks again at least every renewal interval.
+// concurrency.Election.Campaign waits on one client's watch for ever, so a
+// campaign that began through a member that then died never won; and when
+// cancelled it resigns with a context nothing cancels, which hung the
+// caller as long as that member was down.
 func (q *Quorum) Campaign(ctx context.Context) error {
 	q.elMu.Lock()
 	defer q.elMu.Unlock()
@@ -327,16 +337,27 @@ func (q *Quorum) Campaign(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}()
-	if err := q.election(gen).Campaign(ctx, q.region); err != nil {
+	key := q.k.candidate(gen.id)
+	rev, err := q.enqueue(ctx, gen, key)
+	if err == nil {
+		err = q.awaitTurn(ctx, key, rev)
+	}
+	if err != nil {
 		select {
 		case <-gen.replaced:
 			return q.goneErr(opElect, gen)
 		default:
 		}
-		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) || errors.Is(err, errCandidateGone) {
 			q.leaseGone(gen)
 			return q.goneErr(opElect, gen)
 		}
+		// Leave the queue (also when the put's answer was lost to the
+		// cancel): a key left behind would lead, once the keys ahead of
+		// it go, for a region that does not know it. Should no member
+		// answer now, the next campaign takes the key up again, or Close
+		// revokes it with the lease.
+		_ = q.withdraw(key, gen.id)
 		return lifeboat.Transient(opElect, q.region, fmt.Errorf("region %s campaigning for leadership on etcd (%s): %w", q.region, q.where, err))
 	}
 	q.mu.Lock()
@@ -345,8 +366,120 @@ func (q *Quorum) Campaign(ctx context.Context) error {
 		// Won on a lease that has since been replaced: its key is gone.
 		return q.goneErr(opElect, gen)
 	}
-	q.elected, q.won = gen, q.election(gen)
+	q.elected, q.wonKey = gen, key
 	return nil
+}
+
+// errCandidateGone: this region's candidate key vanished while it waited,
+// with the lease it was attached to.
+var errCandidateGone = errors.New("the candidate key is gone")
+
+// request runs one request through the path in use with a deadline, and
+// again (through the path in use then) after a renewal interval while it
+// fails and ctx lasts. Errors that retrying cannot fix end it at once.
+func (q *Quorum) request(ctx context.Context, do func(context.Context, *clientv3.Client) error) error {
+	for {
+		rctx, cancel := context.WithTimeout(ctx, q.ttl/3)
+		err := do(rctx, q.client())
+		cancel()
+		if err == nil || ctx.Err() != nil || errors.Is(err, rpctypes.ErrLeaseNotFound) || errors.Is(err, errCandidateGone) {
+			if err != nil && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(q.renewInterval()):
+		}
+	}
+}
+
+// enqueue puts this region's candidate key, attached to gen's lease, unless
+// it is there already (a campaign before this one, or a retried request,
+// put it), and returns its create revision: its place in the queue.
+func (q *Quorum) enqueue(ctx context.Context, gen *leaseGen, key string) (rev int64, err error) {
+	err = q.request(ctx, func(ctx context.Context, c *clientv3.Client) error {
+		resp, err := c.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, q.region, clientv3.WithLease(gen.id))).
+			Else(clientv3.OpGet(key)).Commit()
+		if err != nil {
+			return err
+		}
+		if resp.Succeeded {
+			rev = resp.Header.Revision
+			return nil
+		}
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			return errCandidateGone
+		}
+		rev = kvs[0].CreateRevision
+		return nil
+	})
+	return rev, err
+}
+
+// awaitTurn returns once no candidate key older than this region's (rev)
+// is left, or its own key is gone. It waits for the newest older key to be
+// deleted through the path in use, no longer than a renewal interval at a
+// time, so that a watch through a member that died is given up.
+func (q *Quorum) awaitTurn(ctx context.Context, key string, rev int64) error {
+	for {
+		var ahead *mvccpb.KeyValue
+		var seen int64
+		err := q.request(ctx, func(ctx context.Context, c *clientv3.Client) error {
+			resp, err := c.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", rev)).
+				Then(clientv3.OpGet(q.k.leader()+"/", append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(rev-1))...)).Commit()
+			if err != nil {
+				return err
+			}
+			if !resp.Succeeded {
+				return errCandidateGone
+			}
+			ahead, seen = nil, resp.Header.Revision
+			if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+				ahead = kvs[0]
+			}
+			return nil
+		})
+		if err != nil || ahead == nil {
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, q.renewInterval())
+		for resp := range q.client().Watch(clientv3.WithRequireLeader(wctx), string(ahead.Key), clientv3.WithRev(seen+1), clientv3.WithFilterPut()) {
+			if len(resp.Events) > 0 {
+				break
+			}
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// withdraw deletes this region's candidate key (if it is still attached to
+// lease) through every path at once, and returns when one did it or none
+// could within a third of the TTL.
+func (q *Quorum) withdraw(key string, lease clientv3.LeaseID) error {
+	ctx, cancel := context.WithTimeout(q.ctx, q.ttl/3)
+	defer cancel()
+	errs := make(chan error, len(q.paths))
+	for _, c := range q.paths {
+		go func() {
+			_, err := c.Txn(ctx).If(clientv3.Compare(clientv3.LeaseValue(key), "=", lease)).Then(clientv3.OpDelete(key)).Commit()
+			errs <- err
+		}()
+	}
+	var err error
+	for range q.paths {
+		if err = <-errs; err == nil {
+			return nil
+		}
+	}
+	return err
 }
 
 // Resign gives up leadership (if held) so another region's campaign wins
@@ -355,14 +488,15 @@ func (q *Quorum) Resign(ctx context.Context) error {
 	q.elMu.Lock()
 	defer q.elMu.Unlock()
 	q.mu.Lock()
+	won := q.elected
 	q.elected = nil
-	won := q.won
-	q.won = nil
+	key := q.wonKey
+	q.wonKey = ""
 	q.mu.Unlock()
-	if won == nil {
+	if key == "" || won == nil {
 		return nil
 	}
-	if err := won.Resign(ctx); err != nil {
+	if err := q.withdraw(key, won.id); err != nil {
 		return lifeboat.Transient(opElect, q.region, fmt.Errorf("region %s resigning leadership on etcd (%s): %w; it lapses with the lease anyway", q.region, q.where, err))
 	}
 	return nil
@@ -571,7 +705,10 @@ func revokeQuietly(cli *clientv3.Client, id clientv3.LeaseID) {
 }
 
 // Keys of the quorum (see doc.go).
-func (k keys) leader() string                 { return k.prefix + "leader" }
+func (k keys) leader() string { return k.prefix + "leader" }
+func (k keys) candidate(lease clientv3.LeaseID) string {
+	return fmt.Sprintf("%s/%x", k.leader(), int64(lease)) // as concurrency.Election names it
+}
 func (k keys) views() string                  { return k.prefix + "views/" }
 func (k keys) view(region, key string) string { return k.prefix + "views/" + region + "/" + key }
 func (k keys) active(region string) string    { return k.prefix + "active-controller/" + region }
