@@ -63,7 +63,7 @@ func tenantRows(ctx context.Context, dir string, n int) ([]row, error) {
 		return nil, fmt.Errorf("lab up --tenants %d: %w", n, err)
 	}
 	defer func() { _, _ = lab.Down(context.WithoutCancel(ctx), dir) }()
-	paid, trial := lab.TenantCounts(n)
+	paid, trial := lab.TenantCounts(n, 0)
 	lostPaid := (paid + 1) / 2 // split: the paid pool in west holds half
 	fmt.Fprintf(os.Stderr, "lab up with %d tenants in %s\n", n, in.Ready.Round(time.Millisecond))
 

@@ -153,9 +153,11 @@ type Info struct {
 	// Tenants is how many tenants 'lab up --tenants N' created (0: a lab
 	// without tenants); TenantConcurrency is tenants.concurrency; Gate is
 	// the tenants' PostgreSQL front door (host:port).
-	Tenants           int    `json:"tenants,omitempty"`
-	TenantConcurrency int    `json:"tenant_concurrency,omitempty"`
-	Gate              string `json:"gate,omitempty"`
+	Tenants           int `json:"tenants,omitempty"`
+	TenantConcurrency int `json:"tenant_concurrency,omitempty"`
+	// TenantScenario is Options.TenantScenario.
+	TenantScenario int    `json:"tenant_scenario,omitempty"`
+	Gate           string `json:"gate,omitempty"`
 	// API is where the HTTP API, the dashboard and /metrics answer, and
 	// where the tokens are (set by Up).
 	API      *APIInfo     `json:"api,omitempty"`

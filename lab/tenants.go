@@ -64,8 +64,14 @@ func tenantSpec(in *Info) tenantURLs {
 // TenantName is the name of the i-th tenant (from 1) of a tier at lab up.
 func TenantName(tier string, i int) string { return fmt.Sprintf("%s%04d", tier[:1], i) }
 
-// TenantCounts splits n tenants between the tiers: half paid, the rest trial.
-func TenantCounts(n int) (paid, trial int) { return n / 2, n - n/2 }
+// TenantCounts splits n tenants between the tiers: half paid, the rest
+// trial; in seed 004's scenario 1, all trial.
+func TenantCounts(n, scenario int) (paid, trial int) {
+	if scenario == 1 {
+		return 0, n
+	}
+	return n / 2, n - n/2
+}
 
 // poolHomes is where each geo-replica pool's primary starts, and the
 // port offset of the pool in every region's block.
@@ -210,7 +216,7 @@ func (d *daemon) startTenants(ctx context.Context, stops *[]func(), st *lifeboat
 // then writes one more row to each trial tenant.
 func (d *daemon) createTenants(ctx context.Context, cat tenant.Catalog, st *lifeboat.State) error {
 	start := time.Now()
-	paid, trial := TenantCounts(d.in.Tenants)
+	paid, trial := TenantCounts(d.in.Tenants, d.in.TenantScenario)
 	counts := map[string]int{}
 	byPool := map[string][]lifeboat.Tenant{}
 	var all []lifeboat.Tenant

@@ -143,7 +143,7 @@ func TestTenantsInTheLab(t *testing.T) {
 	if _, diags, err := config.Load(in.Spec); err != nil || diags.HasErrors() {
 		t.Fatalf("the lab's spec does not validate: %v %v", err, diags)
 	}
-	paid, trial := TenantCounts(n)
+	paid, trial := TenantCounts(n, 0)
 
 	// Before: every tenant answers through the gate with its rows.
 	for _, name := range []string{TenantName(TierPaid, 1), TenantName(TierPaid, 2), TenantName(TierTrial, 1)} {
@@ -280,7 +280,121 @@ func TestTenantsInTheLab(t *testing.T) {
 		}
 	}
 
-	failback(t, in, all)
+	failback(t, in, all, nil)
+}
+
+// Seed 004's scenario 1, the cost-sensitive startup: every tenant is on
+// the trial tier (geo-restore) and only the catalog is geo-replicated.
+// West is failed over: the catalog first, a tenant created at once in
+// east, the trial pool created in east and every tenant geo-restored
+// there. Then the failback: the changed tenants and the one created in
+// east are copied home, the DR pool is deleted, and every tenant's rows
+// are checked.
+func TestTenantsScenario1(t *testing.T) {
+	if _, err := os.Stat(filepath.Join(postgres.DefaultBinDir, "psql")); err != nil {
+		t.Skipf("no PostgreSQL 15 client: %v", err)
+	}
+	const n = 24
+	dir := labDir(t)
+	ctx := context.Background()
+	in, err := Up(ctx, Options{Dir: dir, Tenants: n, TenantConcurrency: 2, TenantScenario: 1})
+	t.Cleanup(func() {
+		if rep, err := Down(context.Background(), dir); err != nil {
+			t.Errorf("lab down: %v (%+v)", err, rep)
+		}
+		if t.Failed() {
+			t.Logf("lab.log:\n%s", tail(logPath(dir), 80))
+		}
+	})
+	if err != nil {
+		t.Fatalf("lab up --tenants %d --tenant-scenario 1: %v\n%s", n, err, tail(logPath(dir), 40))
+	}
+	spec, diags, err := config.Load(in.Spec)
+	if err != nil || diags.HasErrors() {
+		t.Fatalf("the lab's spec does not validate: %v %v", err, diags)
+	}
+	if paid, trial := TenantCounts(n, 1); paid != 0 || trial != n {
+		t.Fatalf("scenario 1 splits %d tenants into %d paid and %d trial", n, paid, trial)
+	}
+	if rows, err := tenantRows(ctx, in, TenantName(TierTrial, 1)); err != nil || rows[1] != 1 {
+		t.Fatalf("a tenant through the gate before the failover: %v %v", rows, err)
+	}
+
+	state := failover(t, in)
+	if state.Active != East {
+		t.Fatalf("after the failover: active %s", state.Active)
+	}
+	cat, err := tenant.OpenCatalog(ctx, spec, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+
+	// "All new accounts and tenant databases are created in the DR
+	// region": as soon as the DR pool exists, while the restores run.
+	const fresh = "newcomer"
+	var created lifeboat.Tenant
+	eventually(t, 60*time.Second, "a new tenant created in east", func() error {
+		created, err = tenant.Create(ctx, spec, state, cat, &tenant.PostgresPools{Spec: spec}, fresh, TierTrial, time.Now())
+		return err
+	})
+	if created.Region != East || created.Pool != PoolTrial {
+		t.Fatalf("the tenant created during the failover: %+v, want pool %s in east", created, PoolTrial)
+	}
+	c, err := gateConn(ctx, in, fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Exec(ctx, `CREATE TABLE items (id int NOT NULL, note text NOT NULL); INSERT INTO items VALUES (1, 'new'), (20, 'new in east')`)
+	c.Close(ctx)
+	if err != nil {
+		t.Fatalf("writing into %s in east: %v", fresh, err)
+	}
+
+	var ts *serve.Status
+	eventually(t, 90*time.Second, "the tenants' recovery done", func() error {
+		ts = statusOf(t, dir).Tenants
+		if ts == nil || ts.Recovery == nil || !ts.Recovery.Done {
+			return fmt.Errorf("%+v", ts)
+		}
+		return nil
+	})
+	t.Logf("recovery: %s", ts.Recovery.Text)
+	if len(ts.Recovery.Available) != n {
+		t.Errorf("%d tenants made available by the recovery, want %d: %v", len(ts.Recovery.Available), n, ts.Recovery.Available)
+	}
+	all, err := cat.List(ctx, tenant.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != n+1 {
+		t.Fatalf("%d tenants in the catalog, want %d", len(all), n+1)
+	}
+	for _, tn := range all {
+		if tn.State != lifeboat.TenantAvailable || tn.Region != East || tn.Pool != PoolTrial || tn.Epoch != state.Epoch {
+			t.Errorf("tenant %s after the recovery: %s in %s/%s at epoch %d (%s)", tn.Name, tn.State, tn.Pool, tn.Region, tn.Epoch, tn.Reason)
+		}
+		if tn.Name == fresh {
+			continue
+		}
+		// Nothing lost beyond the tier's RPO (the row written after
+		// the backup may be), nothing duplicated.
+		rows, err := tenantRows(ctx, in, tn.Name)
+		if err != nil {
+			t.Errorf("tenant %s through the gate after the recovery: %v", tn.Name, err)
+			continue
+		}
+		for id := 1; id <= TenantRows; id++ {
+			if rows[id] != 1 {
+				t.Errorf("tenant %s has %d rows of id %d, want 1: %v", tn.Name, rows[id], id, rows)
+			}
+		}
+		if rows[TenantRows+1] > 1 || len(rows) > TenantRows+1 {
+			t.Errorf("tenant %s has rows %v", tn.Name, rows)
+		}
+	}
+
+	failback(t, in, all, map[string]map[int]int{fresh: {1: 1, 20: 1}})
 }
 
 // failback writes into some trial tenants in east (others stay as
@@ -289,8 +403,9 @@ func TestTenantsInTheLab(t *testing.T) {
 // copied back with their old home copy kept renamed, the unchanged ones
 // back on their home copy with exactly its rows, the paid tenants' rows
 // intact, the DR pool gone, and no write taken by the DR pool once it
-// was made read-only.
-func failback(t *testing.T, in *Info, before []lifeboat.Tenant) {
+// was made read-only. created are the tenants created in east during the
+// failover, with their rows: copied home with nothing kept.
+func failback(t *testing.T, in *Info, before []lifeboat.Tenant, created map[string]map[int]int) {
 	ctx := context.Background()
 	changed := []string{TenantName(TierTrial, 1), TenantName(TierTrial, 2), TenantName(TierTrial, 3)}
 	for _, name := range changed {
@@ -407,9 +522,14 @@ func failback(t *testing.T, in *Info, before []lifeboat.Tenant) {
 	if len(r.ok) > 0 {
 		wantChanged = append(wantChanged, racer)
 	}
+	wantNew := slices.Sorted(maps.Keys(created))
+	wantChanged = slices.Sorted(slices.Values(append(wantChanged, wantNew...)))
 	gotChanged := slices.Sorted(slices.Values(fb.Changed))
 	if !slices.Equal(gotChanged, wantChanged) {
 		t.Errorf("failback found changed %v, want %v", gotChanged, wantChanged)
+	}
+	if got := slices.Sorted(slices.Values(fb.New)); !slices.Equal(got, wantNew) {
+		t.Errorf("failback found created in east %v, want %v", got, wantNew)
 	}
 	wc, err := pgx.Connect(ctx, in.TenantPoolURL(PoolTrial, West))
 	if err != nil {
@@ -440,6 +560,11 @@ func failback(t *testing.T, in *Info, before []lifeboat.Tenant) {
 		want := map[int]int{1: 1, 2: 1, 3: 1}
 		switch {
 		case tn.Tier == TierPaid:
+		case created[tn.Name] != nil:
+			want = created[tn.Name]
+			if kept, ok := fb.Kept[tn.Name]; ok {
+				t.Errorf("tenant %s, created in east, has a kept home copy %q recorded", tn.Name, kept)
+			}
 		case slices.Contains(wantChanged, tn.Name):
 			if slices.Contains(changed, tn.Name) {
 				want[10] = 1

@@ -58,6 +58,11 @@ type Options struct {
 	// TenantConcurrency is tenants.concurrency (batches or restores at
 	// once); default 4.
 	TenantConcurrency int
+	// TenantScenario 1 puts every tenant on the trial tier (seed 004's
+	// scenario 1, the cost-sensitive startup: all tenants geo-restored,
+	// only the catalog geo-replicated); 0 (default) is scenarios 2 and 3
+	// together. Fixed when the lab is laid out.
+	TenantScenario int
 }
 
 // DefaultOptions returns the defaults: the lab in ./lab.
@@ -92,6 +97,12 @@ func ValidateOptions(o Options) error {
 	}
 	if o.Tenants < 0 || o.TenantConcurrency < 0 {
 		errs = append(errs, fmt.Errorf("lab: --tenants %d and the tenants' concurrency %d must not be negative", o.Tenants, o.TenantConcurrency))
+	}
+	if o.TenantScenario != 0 && o.TenantScenario != 1 {
+		errs = append(errs, fmt.Errorf("lab: --tenant-scenario %d: use 1 (seed 004's scenario 1: every tenant geo-restored), or leave it unset for scenarios 2 and 3 (paid tenants geo-replicated, trial tenants geo-restored)", o.TenantScenario))
+	}
+	if o.TenantScenario != 0 && o.Tenants == 0 {
+		errs = append(errs, errors.New("lab: --tenant-scenario needs --tenants N"))
 	}
 	if o.Tenants > 0 && o.Monitor != "" {
 		errs = append(errs, errors.New("lab: --tenants is not available with --monitor yet (the tenant pools listen on loopback, outside the regions' namespaces): use one or the other"))
@@ -172,7 +183,7 @@ func Up(ctx context.Context, o Options) (*Info, error) {
 		in.Replication = o.Replication
 		in.Monitor = o.Monitor
 		if o.Tenants > 0 {
-			in.Tenants, in.TenantConcurrency = o.Tenants, o.TenantConcurrency
+			in.Tenants, in.TenantConcurrency, in.TenantScenario = o.Tenants, o.TenantConcurrency, o.TenantScenario
 			in.Gate = addr(in.Region(Central).PortBase + offGate)
 		}
 		if o.DegradeAfter > 0 {

@@ -37,7 +37,7 @@ moves the shop to east for real.`,
 
 	var replication, monitorMode string
 	var degradeAfter time.Duration
-	var tenants int
+	var tenants, tenantScenario int
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Start the lab (or say it already runs) and show what is where",
@@ -47,7 +47,7 @@ moves the shop to east for real.`,
 			o.Dir = dir
 			o.Replication, o.DegradeAfter = replication, degradeAfter
 			o.Monitor = monitorMode
-			o.Tenants = tenants
+			o.Tenants, o.TenantScenario = tenants, tenantScenario
 			in, err := lab.Up(cmd.Context(), o)
 			if err != nil {
 				return exit(exitFailed, "%v", err)
@@ -59,6 +59,7 @@ moves the shop to east for real.`,
 	up.Flags().StringVar(&replication, "replication", "async", "replication of the orders database when the lab is laid out: async or sync")
 	up.Flags().StringVar(&monitorMode, "monitor", "", "run a controller per region ('lifeboat serve --region R', in network namespaces; needs root) in this mode: manual, notify or automatic; unset: no controllers")
 	up.Flags().IntVar(&tenants, "tenants", 0, "add N tenants when the lab is laid out (seed 004): a catalog, paid pools in west and east, a trial pool, and the tenants' PostgreSQL gate; 0: no tenants")
+	up.Flags().IntVar(&tenantScenario, "tenant-scenario", 0, "with --tenants: 1 is seed 004's scenario 1 (every tenant on the trial tier, geo-restored; only the catalog geo-replicated); unset: scenarios 2 and 3 (half paid, geo-replicated and split between west and east; half trial)")
 	up.Flags().DurationVar(&degradeAfter, "degrade-after", 0, "sync only: stop waiting for a missing standby after this long (0: strict, writes wait)")
 
 	down := &cobra.Command{

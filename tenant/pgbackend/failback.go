@@ -145,6 +145,20 @@ func describe(ctx context.Context, c *pgxpool.Pool, schema bool, name string) (b
 	return true, *have, nil
 }
 
+// HasTenant reports whether tenant name has a copy (its schema or
+// database) in pool's copy in region.
+func (b *Backend) HasTenant(ctx context.Context, pool, region, name string) (bool, error) {
+	c, p, _, err := b.conn(ctx, OpChanged, pool, region)
+	if err != nil {
+		return false, err
+	}
+	ok, _, err := describe(ctx, c, tenant.Isolation(p) == lifeboat.IsolationSchema, name)
+	if err != nil {
+		return false, classify(OpChanged, name, err)
+	}
+	return ok, nil
+}
+
 // Changed reports whether tenant name's copy in pool's DR copy (region)
 // differs from the backup it was restored from. Both sides are turned
 // into SQL text (pg_restore -f - of the backup; pg_dump of the copy, same

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +25,9 @@ type FailbackBackend interface {
 	// CopyBack copies a tenant from pool's copy in from to its copy in
 	// to, keeping the copy there renamed kept. Resumable.
 	CopyBack(ctx context.Context, pool, from, to, name, kept string) error
+	// HasTenant reports whether a tenant has a copy in pool's copy in
+	// region (its schema or database).
+	HasTenant(ctx context.Context, pool, region, name string) (bool, error)
 	// HasPool reports whether pool's copy in region (a DR pool) exists.
 	HasPool(ctx context.Context, pool, region string) (bool, error)
 	// DeletePool stops and removes pool's copy in region.
@@ -39,6 +43,9 @@ type Failback struct {
 	Steps     []string `json:"steps"`
 	Changed   []string `json:"changed,omitempty"`
 	Unchanged []string `json:"unchanged,omitempty"`
+	// New are the tenants created in the DR region during the failover
+	// (no home copy): copied home, with nothing to keep.
+	New []string `json:"new,omitempty"`
 	// Kept maps a tenant copied back to the name its old home copy keeps.
 	Kept     map[string]string `json:"kept,omitempty"`
 	Attempts int               `json:"attempts"`
@@ -301,12 +308,32 @@ func (h *Hosted) failbackOnce(fbb FailbackBackend, st *lifeboat.State, fb *Failb
 			}
 			h.step(fb, "c. pool %s in %s read-only (%d tenants)", pn, from, len(avail))
 		}
-		// d. Which DR copies changed since their restore.
+		// d. Which DR copies changed since their restore. A tenant
+		// created in the DR region during the failover has no home copy:
+		// it goes home whole (seed 004 scenario 1: "all new accounts
+		// are created in the DR region"), once found (a copy already
+		// made makes it look like any other copied back).
 		var changed, unchanged []lifeboat.Tenant
 		for _, t := range away {
 			ch := false
 			why := "no DR pool"
-			if exists {
+			isNew := slices.Contains(fb.New, t.Name)
+			if exists && !isNew {
+				atHome, err := fbb.HasTenant(ctx, pn, home, t.Name)
+				if err != nil {
+					return err
+				}
+				if !atHome {
+					isNew = true
+					h.mu.Lock()
+					fb.New = append(fb.New, t.Name)
+					h.mu.Unlock()
+				}
+			}
+			switch {
+			case isNew:
+				ch, why = true, "created in "+from+" during the failover: no home copy"
+			case exists:
 				ch, why, err = fbb.Changed(ctx, pn, from, t.Name)
 				if err != nil {
 					return err
@@ -329,7 +356,7 @@ func (h *Hosted) failbackOnce(fbb FailbackBackend, st *lifeboat.State, fb *Failb
 		}
 		h.mu.Unlock()
 		if len(away) > 0 {
-			h.step(fb, "d. pool %s: %d tenants changed in %s since their recovery, %d unchanged", pn, len(changed), from, len(unchanged))
+			h.step(fb, "d. pool %s: %d tenants changed in %s since their recovery (%d of them created there during the failover), %d unchanged", pn, len(changed), from, len(fb.New), len(unchanged))
 		}
 		// e. Copy back only the changed ones; the home copy is kept.
 		for _, t := range changed {
@@ -341,12 +368,14 @@ func (h *Hosted) failbackOnce(fbb FailbackBackend, st *lifeboat.State, fb *Failb
 			if err := fbb.CopyBack(ctx, pn, from, home, t.Name, kept); err != nil {
 				return err
 			}
-			h.mu.Lock()
-			fb.Kept[t.Name] = kept
-			h.mu.Unlock()
+			if !slices.Contains(fb.New, t.Name) {
+				h.mu.Lock()
+				fb.Kept[t.Name] = kept
+				h.mu.Unlock()
+			}
 		}
 		if len(changed) > 0 {
-			h.step(fb, "e. pool %s: %d tenants copied back to %s, their old copies kept renamed", pn, len(changed), home)
+			h.step(fb, "e. pool %s: %d tenants copied back to %s, the old home copies of %d kept renamed", pn, len(changed), home, len(changed)-len(fb.New))
 		}
 		// f. Every tenant of the pool home, available, at the new epoch.
 		if err := h.setBatches(ctx, cat, names, lifeboat.TenantChange{State: lifeboat.TenantAvailable, Region: home, Epoch: st.Epoch}); err != nil {

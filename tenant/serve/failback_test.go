@@ -20,6 +20,7 @@ import (
 type fakeFailback struct {
 	mu       sync.Mutex
 	changed  map[string]bool
+	newInDR  map[string]bool // created in the DR region: no home copy until copied
 	block    string
 	blocked  chan struct{}
 	pool     bool
@@ -58,6 +59,12 @@ func (f *fakeFailback) CopyBack(ctx context.Context, pool, from, to, name, kept 
 	return nil
 }
 
+func (f *fakeFailback) HasTenant(_ context.Context, _, region, name string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return region == "east" || !f.newInDR[name] || slices.Contains(f.copied, name), nil
+}
+
 func (f *fakeFailback) HasPool(context.Context, string, string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -67,8 +74,8 @@ func (f *fakeFailback) HasPool(context.Context, string, string) (bool, error) {
 func (f *fakeFailback) DeletePool(_ context.Context, pool, region string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.readOnly == 0 || len(f.copied) < len(f.changed) {
-		return fmt.Errorf("pool deleted before the copies (%d of %d copied)", len(f.copied), len(f.changed))
+	if f.readOnly == 0 || len(f.copied) < len(f.changed)+len(f.newInDR) {
+		return fmt.Errorf("pool deleted before the copies (%d of %d copied)", len(f.copied), len(f.changed)+len(f.newInDR))
 	}
 	f.pool = false
 	f.calls = append(f.calls, "delete "+pool+" "+region)
@@ -97,7 +104,9 @@ func TestHostFailbackResumes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fb := &fakeFailback{changed: map[string]bool{"t01": true, "t03": true, "t45": true}, block: "t03", blocked: make(chan struct{}), pool: true}
+	// t49 was created in east during the failover: it has no home copy.
+	fb := &fakeFailback{changed: map[string]bool{"t01": true, "t03": true, "t45": true}, newInDR: map[string]bool{"t49": true},
+		block: "t03", blocked: make(chan struct{}), pool: true}
 	c := DefaultConfig()
 	c.Spec, c.Store, c.Backend, c.Failback, c.Poll = spec, &fakeStore{st: st}, fakeBackend{}, fb, 10*time.Millisecond
 	c.Open = func(context.Context, *lifeboat.Spec, *lifeboat.State) (tenant.Catalog, error) {
@@ -160,14 +169,17 @@ func TestHostFailbackResumes(t *testing.T) {
 		t.Error("the DR pool was not deleted")
 	}
 	slices.Sort(fb.copied)
-	if want := []string{"t01", "t01", "t03", "t45"}; !slices.Equal(fb.copied, want) {
+	if want := []string{"t01", "t01", "t03", "t45", "t49"}; !slices.Equal(fb.copied, want) {
 		t.Errorf("copied back %v, want %v (t01 again: the copy back is idempotent)", fb.copied, want)
 	}
 	if got, want := s.Failback.Kept["t03"], tenant.KeptName("t03", rec); got != want {
 		t.Errorf("t03 kept as %q, want %q", got, want)
 	}
-	if !slices.Equal(s.Failback.Changed, []string{"t01", "t03", "t45"}) || len(s.Failback.Unchanged) != len(trial)-3 {
+	if !slices.Equal(s.Failback.Changed, []string{"t01", "t03", "t45", "t49"}) || len(s.Failback.Unchanged) != len(trial)-4 {
 		t.Errorf("changed %v, unchanged %v", s.Failback.Changed, s.Failback.Unchanged)
+	}
+	if _, kept := s.Failback.Kept["t49"]; kept || !slices.Equal(s.Failback.New, []string{"t49"}) {
+		t.Errorf("t49, created in east during the failover: new %v, kept %v; want it new, with no kept copy", s.Failback.New, s.Failback.Kept)
 	}
 	t.Logf("calls: %q", fb.calls)
 }

@@ -570,7 +570,7 @@ func (h *Hosted) Status() Status {
 	order := slices.Clone(h.order)
 	if h.fb != nil {
 		fb := *h.fb
-		fb.Steps, fb.Changed, fb.Unchanged = slices.Clone(fb.Steps), slices.Clone(fb.Changed), slices.Clone(fb.Unchanged)
+		fb.Steps, fb.Changed, fb.Unchanged, fb.New = slices.Clone(fb.Steps), slices.Clone(fb.Changed), slices.Clone(fb.Unchanged), slices.Clone(fb.New)
 		fb.Kept = maps.Clone(fb.Kept)
 		s.Failback = &fb
 	}
