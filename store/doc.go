@@ -44,9 +44,11 @@
 // controller that wrote them, so they vanish when that controller stops
 // renewing it (crashed, or cut off from the majority):
 //
-//	leader/<lease id in hex>         etcd's election (concurrency.Election): the value is the
-//	                                 campaigning region; the oldest key leads. Only the leader
-//	                                 may start an automatic failover
+//	leader/<lease id in hex>         the election, etcd's recipe (concurrency.Election's keys,
+//	                                 so etcdctl elect sees it): the value is the campaigning
+//	                                 region; the oldest key leads. Only the leader may start
+//	                                 an automatic failover. Quorum.Campaign sends each request
+//	                                 through whichever member answers, with a deadline
 //	views/<region>/<key>             what <region>'s observers see (Publish; read by Views,
 //	                                 WatchViews)
 //	active-controller/<region>       <region>'s controller is active (HoldActive): host, pid,
