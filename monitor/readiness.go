@@ -253,9 +253,15 @@ func Gather(ctx context.Context, s *lifeboat.Spec, d lifeboat.Drivers, state *li
 				continue
 			}
 			key := un + "." + dn
-			t := target(un, dn, standby)
+			// A database whose primary lives in the other region (a pool
+			// placed there, Spec.HomeOf) has its standby in the active one.
+			dbStandby := standby
+			if db.DRMode == lifeboat.DRGeoReplica && primaryIn(s, state, un, dn, standby) {
+				dbStandby = active
+			}
+			t := target(un, dn, dbStandby)
 			locked(func() {
-				f.Databases[key] = DatabaseFacts{DRMode: db.DRMode, Replication: db.Replication, Region: standby, Resource: t.Resource}
+				f.Databases[key] = DatabaseFacts{DRMode: db.DRMode, Replication: db.Replication, Region: dbStandby, Resource: t.Resource}
 			})
 			update := func(fn func(*DatabaseFacts)) {
 				mu.Lock()
@@ -491,7 +497,12 @@ func Evaluate(s *lifeboat.Spec, state *lifeboat.State, f Facts, now time.Time) [
 			df, have := f.Databases[key]
 			switch db.DRMode {
 			case lifeboat.DRGeoReplica:
-				ok, blocks, why := readyStreaming(db, df, have, active, standby, rpo)
+				dbActive, dbStandby := active, standby
+				if have && df.Region == active {
+					// Its primary lives in the standby region (Gather).
+					dbActive, dbStandby = standby, active
+				}
+				ok, blocks, why := readyStreaming(db, df, have, dbActive, dbStandby, rpo)
 				add(CheckStandbyStreaming, key, ok, blocks, why)
 			case lifeboat.DRBackup:
 				ok, blocks, why := readyBackup(db, df, have, active, standby, now)
@@ -529,6 +540,16 @@ func Evaluate(s *lifeboat.Spec, state *lifeboat.State, f Facts, now time.Time) [
 }
 
 func readyUnknown(what string) string { return "unknown: " + what }
+
+// primaryIn reports whether the stored state has the database's primary
+// copy in region.
+func primaryIn(s *lifeboat.Spec, state *lifeboat.State, unit, db, region string) bool {
+	if state == nil {
+		return false
+	}
+	r := state.Resource(s, unit, db, region)
+	return r != nil && r.Exists && r.Role == lifeboat.DBPrimary
+}
 
 // readyStreaming: the standby copy of a geo-replica streams and its lag
 // is within the RPO. Only a copy that cannot be promoted blocks: a lagging

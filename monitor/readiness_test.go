@@ -192,6 +192,9 @@ func TestEvaluate(t *testing.T) {
 			check: CheckStandbyStreaming, comp: "app.orders", blocks: true, reason: []string{"fenced old primary", "database.rejoin"}},
 		{name: "two primaries warn", facts: orders(func(d *DatabaseFacts) { d.Status.Role = lifeboat.DBPrimary }),
 			check: CheckStandbyStreaming, comp: "app.orders", reason: []string{"two primaries"}},
+		{name: "a database homed in the standby region streams into the active one", facts: orders(func(d *DatabaseFacts) {
+			d.Region, d.Resource = "west", "shop-app-orders-west"
+		}), check: CheckStandbyStreaming, comp: "app.orders", ok: true, reason: []string{"west's standby streams from east"}},
 
 		// backup fresh
 		{name: "backup fresh", check: CheckBackupFresh, comp: "app.ledger", ok: true,
