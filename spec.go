@@ -297,6 +297,32 @@ type Pool struct {
 	// to Active (seed 004: a secondary pool sized only to apply the change
 	// log). Absent: no limit.
 	Capacity *PoolCapacity `yaml:"capacity,omitempty" json:"capacity,omitempty"`
+	// Provision, for a pool whose database is not geo-replica, are the
+	// commands that create its copy in the other region at a failover and
+	// retire it at the failback (seed 004: "create the elastic pool in the
+	// DR region", "delete the DR pool"). Absent: a failover waits for the
+	// copy to be created by hand.
+	Provision *PoolProvision `yaml:"provision,omitempty" json:"provision,omitempty"`
+}
+
+// PoolProvision are a geo-restore pool's commands for its DR copy, each an
+// argv list (no shell). A program with a relative path is resolved
+// against the spec file's directory, where each command runs, with
+// LIFEBOAT_POOL, LIFEBOAT_REGION, LIFEBOAT_ENDPOINT (the pool database's
+// URL in that region, with its credentials), LIFEBOAT_ISOLATION and
+// LIFEBOAT_SPEC_DIR in its environment; a non-zero exit fails (and is
+// retried).
+type PoolProvision struct {
+	// Create makes the copy exist and answer at the endpoint, then exits
+	// 0; run again on a copy that exists, it must exit 0 (idempotent).
+	Create []string `yaml:"create" json:"create" jsonschema:"required,description=Command (argv) that creates the pool's DR copy and returns once it answers at the pool database's endpoint in LIFEBOAT_REGION; idempotent."`
+	// ReadOnly makes the copy refuse every write (failback step c).
+	// Absent: each database of the copy gets default_transaction_read_only,
+	// which a client can still SET off.
+	ReadOnly []string `yaml:"read-only,omitempty" json:"read-only,omitempty" jsonschema:"description=Command (argv) that makes the DR copy refuse every write at failback; absent: default_transaction_read_only on each database (a client can SET it off)."`
+	// Delete removes the copy once its tenants are home (failback step g).
+	// Absent: the failback leaves the copy and says to delete it by hand.
+	Delete []string `yaml:"delete,omitempty" json:"delete,omitempty" jsonschema:"description=Command (argv) that deletes the DR copy once the failback copied its tenants home; absent: the copy is left for you to delete."`
 }
 
 // PoolCapacity is a pool's connection limit as primary and as standby.

@@ -3,6 +3,9 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -73,6 +76,99 @@ func (c *checker) pool(pn string, p lifeboat.Pool, checked map[string]bool) {
 		c.errorAt(pp+".capacity.standby", false, fmt.Sprintf("standby capacity %d is more than active capacity %d: a failover raises the pool from standby to active, never lowers it", cp.Standby, cp.Active),
 			fmt.Sprintf("set standby to %d or less (a standby pool only applies the change log), or raise active", cp.Active))
 	}
+	c.poolProvision(pn, p)
+}
+
+// provisionExample is a provision section to copy.
+const provisionExample = "provision: {create: [./pool.sh, create], read-only: [./pool.sh, read-only], delete: [./pool.sh, delete]}"
+
+// poolProvision checks a pool's provision commands, and warns when a
+// geo-restore pool that a tier uses has none: its failover would wait for
+// the DR copy to be made by hand.
+func (c *checker) poolProvision(pn string, p lifeboat.Pool) {
+	pp := "tenants.pools." + pn
+	db, ok := c.tenantDB(p.Database)
+	if !ok || !c.ok(dbPath(p.Database)+".dr-mode") || !c.ok(pp+".provision") {
+		return
+	}
+	other := c.s.Regions.Other(c.poolRegion(p))
+	if p.Provision == nil {
+		if db.DRMode == lifeboat.DRGeoReplica || !c.ok(pp+".database") {
+			return
+		}
+		tiers := c.tiersOf(pn)
+		if len(tiers) == 0 {
+			return
+		}
+		whose := "tier " + tiers[0]
+		if len(tiers) > 1 {
+			whose = "tiers " + strings.Join(tiers[:len(tiers)-1], ", ") + " and " + tiers[len(tiers)-1]
+		}
+		c.warnAt(pp, true, fmt.Sprintf("pool %s has no provision: its database %s has dr-mode %s, so a failover must create the pool in %s before restoring the tenants of %s into it, and Lifeboat has no command to do it: the recovery waits until the pool is created by hand and answers at %s's endpoint for %s",
+			pn, p.Database, db.DRMode, other, whose, p.Database, other),
+			"add "+provisionExample+" to the pool (the commands get LIFEBOAT_POOL, LIFEBOAT_REGION, LIFEBOAT_ENDPOINT and LIFEBOAT_ISOLATION), or use a geo-replica database for it")
+		return
+	}
+	if db.DRMode == lifeboat.DRGeoReplica {
+		c.errorAt(pp+".provision", true, fmt.Sprintf("pool %s's database %s is geo-replica: its copy in %s is the standby that a failover promotes, so there is no DR copy to create or delete", pn, p.Database, other),
+			fmt.Sprintf("remove provision (it is for pools whose database has dr-mode backup or none), or set dr-mode: backup on %s", p.Database))
+		return
+	}
+	for _, cmd := range []struct {
+		key      string
+		argv     []string
+		required bool
+		absent   string
+	}{
+		{"create", p.Provision.Create, true, ""},
+		{"read-only", p.Provision.ReadOnly, false, "Lifeboat then sets default_transaction_read_only on each database"},
+		{"delete", p.Provision.Delete, false, "the failback then leaves the DR copy for you to delete"},
+	} {
+		path := pp + ".provision." + cmd.key
+		if !c.ok(path) || (cmd.argv == nil && !cmd.required) {
+			continue
+		}
+		if len(cmd.argv) == 0 || strings.TrimSpace(cmd.argv[0]) == "" {
+			hint := fmt.Sprintf("give the command as a list, e.g. %s: [./pool.sh, %s]", cmd.key, cmd.key)
+			if !cmd.required {
+				hint += ", or remove " + cmd.key + " (" + cmd.absent + ")"
+			}
+			what := map[string]string{"create": "creates pool " + pn + "'s copy in " + other + " at a failover",
+				"read-only": "makes the DR copy refuse writes at the failback", "delete": "deletes the DR copy at the end of the failback"}[cmd.key]
+			c.errorAt(path, len(cmd.argv) == 0 && cmd.argv == nil, fmt.Sprintf("the %s command is empty: it is the command (program and arguments, no shell) that %s", cmd.key, what), hint)
+			continue
+		}
+		c.provisionProgram(path+"[0]", cmd.argv[0])
+	}
+}
+
+// provisionProgram warns when a program given by a relative path is not
+// next to the spec, where the commands run from. Only a warning: the spec
+// may be checked on another machine than the one that runs the failover.
+func (c *checker) provisionProgram(path, prog string) {
+	file := c.d.file // c.s.File is set only once the spec is checked
+	if file == "" || filepath.IsAbs(prog) || !strings.ContainsRune(prog, '/') {
+		return
+	}
+	dir := filepath.Dir(file)
+	if _, err := os.Stat(filepath.Join(dir, prog)); err == nil {
+		return
+	}
+	c.warnAt(path, false, fmt.Sprintf("%s does not exist next to the spec file %s: relative programs are found in the spec's directory, where the commands run", prog, filepath.Base(file)),
+		fmt.Sprintf("create %s there (executable), or give its absolute path", prog))
+}
+
+// tiersOf names the geo-restore tiers whose tenants are placed in pool
+// pn (a geo-replicate tier there is an error of its own).
+func (c *checker) tiersOf(pn string) []string {
+	var out []string
+	for _, tn := range lifeboat.SortedKeys(c.s.Tenants.Tiers) {
+		t := c.s.Tenants.Tiers[tn]
+		if t.Strategy == lifeboat.StrategyGeoRestore && (t.Pool == pn || slices.Contains(t.Pools, pn)) {
+			out = append(out, tn)
+		}
+	}
+	return out
 }
 
 func (c *checker) tier(tn string, tier lifeboat.Tier) {

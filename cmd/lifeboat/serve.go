@@ -171,11 +171,15 @@ func (a *app) serve(ctx context.Context) error {
 
 // hostTenants runs the tenants' gate, their backups and the recovery that
 // follows a failover (tenant/serve), with the PostgreSQL backend. A
-// geo-restore pool's DR copy is not created here: without a provisioner,
-// the recovery says so and the pool must be made by hand or by a hook.
+// geo-restore pool's DR copy is created, made read-only and deleted by the
+// commands of its tenants.pools.<pool>.provision (run in the spec's
+// directory); a pool without them waits for its copy to be made by hand,
+// and the failback then falls back to default_transaction_read_only and
+// leaves the copy for a person to delete.
 func (a *app) hostTenants(ctx context.Context, s *session, log *slog.Logger) (*tenantserve.Hosted, func(), error) {
 	bc := pgbackend.DefaultConfig()
 	bc.Spec, bc.Backups, bc.Log = s.spec, backup.Dirs(s.spec), log
+	bc.Provisioner = &pgbackend.SpecCommands{Spec: s.spec, Log: log}
 	be, err := pgbackend.New(bc)
 	if err != nil {
 		return nil, nil, exit(exitSpec, "%s: tenants: %v", a.specPath, err)

@@ -30,14 +30,32 @@ const (
 	OpDeletePool lifeboat.Op = "tenant.delete-pool"
 )
 
-// PoolRetirer is what a provisioner can also do for a failback: make the
-// DR pool it created refuse every write, tell whether it still exists,
-// and delete it. Postgres implements it.
+// What a provisioner can also do for a failback, each optional, so that a
+// provisioner offers what it has: make the DR copy it created refuse every
+// write (PoolSealer), tell whether the copy still exists (PoolTracker),
+// delete it (PoolRemover). A ReadOnly or Remove error wrapping
+// errors.ErrUnsupported means "not for this pool" (SpecCommands: a pool
+// without that command): the Backend falls back as if it were absent.
+type (
+	PoolSealer interface {
+		ReadOnly(ctx context.Context, t PoolTarget) error
+	}
+	PoolTracker interface {
+		Provisioned(t PoolTarget) bool
+	}
+	PoolRemover interface {
+		Remove(ctx context.Context, t PoolTarget) error
+	}
+)
+
+// PoolRetirer does all three; Postgres (the lab's) implements it.
 type PoolRetirer interface {
-	ReadOnly(ctx context.Context, t PoolTarget) error
-	Provisioned(t PoolTarget) bool
-	Remove(ctx context.Context, t PoolTarget) error
+	PoolSealer
+	PoolTracker
+	PoolRemover
 }
+
+var _ PoolRetirer = (*Postgres)(nil)
 
 // failbackPrefix starts the comment a tenant copied back home carries; it
 // is written in the copy's own transaction, so a copy with it is complete.
@@ -52,22 +70,27 @@ func (b *Backend) target(pool, region string) (PoolTarget, error) {
 }
 
 // SetReadOnly makes pool's copy in region refuse writes. With a provisioner
-// that created it (PoolRetirer), the cluster is restarted as a standby with
-// no primary: PostgreSQL then refuses every write, a superuser's too, and
-// no session setting can undo it. Otherwise each database of the pool gets
-// default_transaction_read_only and its sessions are ended, which a
-// client can still override with SET: the error says so.
+// that can (PoolSealer: the lab's restarts the cluster as a standby with no
+// primary, a spec's provision.read-only runs the user's command),
+// PostgreSQL then refuses every write, a superuser's too. Otherwise each
+// database of the pool gets default_transaction_read_only and its
+// sessions are ended, which a client can still override with SET: the
+// log says so.
 func (b *Backend) SetReadOnly(ctx context.Context, pool, region string) error {
 	t, err := b.target(pool, region)
 	if err != nil {
 		return err
 	}
-	if r, ok := b.cfg.Provisioner.(PoolRetirer); ok {
-		defer b.forget(pool, region)
-		if err := r.ReadOnly(ctx, t); err != nil {
+	if r, ok := b.cfg.Provisioner.(PoolSealer); ok {
+		err := r.ReadOnly(ctx, t)
+		if err == nil {
+			b.forget(pool, region)
+			return nil
+		}
+		if !errors.Is(err, errors.ErrUnsupported) {
+			b.forget(pool, region)
 			return lifeboat.Transient(OpReadOnly, pool, fmt.Errorf("making pool %s in %s read-only: %w", pool, region, err))
 		}
-		return nil
 	}
 	c, _, _, err := b.conn(ctx, OpReadOnly, pool, region)
 	if err != nil {
@@ -89,37 +112,54 @@ func (b *Backend) SetReadOnly(ctx context.Context, pool, region string) error {
 	if _, err := c.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ANY($1) AND pid <> pg_backend_pid()`, dbs); err != nil {
 		return classify(OpReadOnly, pool, err)
 	}
-	b.cfg.Log.Warn("DR pool made read-only by default_transaction_read_only only: a client may still SET it off; give the pool's provisioner a ReadOnly (PoolRetirer) to refuse every write",
+	b.cfg.Log.Warn("DR pool made read-only by default_transaction_read_only only: a client may still SET it off and write, and such a write made after the comparison would not be copied back; add tenants.pools.<pool>.provision.read-only (a command that makes the copy refuse every write) to the spec",
 		"pool", pool, "region", region)
 	return nil
 }
 
-// HasPool reports whether the provisioner still has pool's copy in region
-// (false when the provisioner cannot tell: then nothing is deleted).
+// HasPool reports whether pool's copy in region exists: the provisioner
+// says so when it can tell (PoolTracker); otherwise the copy's endpoint is
+// asked, and a server that answers there (even refusing the login) is the
+// copy. Saying "no" for a copy that exists would let the failback record
+// its tenants home unchanged and drop what was written there.
 func (b *Backend) HasPool(ctx context.Context, pool, region string) (bool, error) {
-	r, ok := b.cfg.Provisioner.(PoolRetirer)
-	if !ok {
-		return false, nil
-	}
 	t, err := b.target(pool, region)
 	if err != nil {
 		return false, err
 	}
-	return r.Provisioned(t), nil
+	if r, ok := b.cfg.Provisioner.(PoolTracker); ok {
+		return r.Provisioned(t), nil
+	}
+	up, err := answers(ctx, t.Endpoint)
+	if err != nil {
+		return false, lifeboat.Transient(OpDeletePool, pool, fmt.Errorf("asking whether pool %s has a copy in %s: %w", pool, region, err))
+	}
+	return up, nil
 }
 
-// DeletePool stops pool's copy in region and removes it (its directory).
+// DeletePool removes pool's copy in region through the provisioner
+// (PoolRemover). A provisioner that cannot (none, or a pool without
+// provision.delete) gets a permanent error wrapping errors.ErrUnsupported
+// that names the copy to delete by hand: the failback leaves the copy in
+// place then, since every tenant is home and nothing is lost by keeping it.
 func (b *Backend) DeletePool(ctx context.Context, pool, region string) error {
-	r, ok := b.cfg.Provisioner.(PoolRetirer)
-	if !ok {
-		return lifeboat.Permanent(OpDeletePool, pool, fmt.Errorf("the pool provisioner cannot delete pool %s in %s; delete it yourself once the failback is done (its tenants are all back home)", pool, region))
-	}
 	t, err := b.target(pool, region)
 	if err != nil {
 		return err
 	}
+	left := func(why error) error {
+		return lifeboat.Permanent(OpDeletePool, pool, fmt.Errorf("pool %s's DR copy in %s (at %s) was not deleted: %w; its tenants are all back home, so delete that copy by hand, or add tenants.pools.%s.provision.delete to the spec for the next failback",
+			pool, region, redactURL(t.Endpoint), why, pool))
+	}
+	r, ok := b.cfg.Provisioner.(PoolRemover)
+	if !ok {
+		return left(fmt.Errorf("the pool provisioner cannot delete pools: %w", errors.ErrUnsupported))
+	}
 	b.forget(pool, region)
 	if err := r.Remove(ctx, t); err != nil {
+		if errors.Is(err, errors.ErrUnsupported) {
+			return left(err)
+		}
 		return lifeboat.Transient(OpDeletePool, pool, fmt.Errorf("deleting pool %s in %s: %w", pool, region, err))
 	}
 	return nil

@@ -47,7 +47,7 @@ func (b *Backend) CreatePool(ctx context.Context, pool, region string) error {
 		return err
 	}
 	if b.cfg.Provisioner == nil {
-		return lifeboat.Permanent(OpCreatePool, pool, fmt.Errorf("no pool provisioner configured, so pool %s cannot be created in %s; configure one (a command or the lab's PostgreSQL)", pool, region))
+		return lifeboat.Permanent(OpCreatePool, pool, fmt.Errorf("no pool provisioner configured, so pool %s cannot be created in %s; configure one (SpecCommands runs the spec's tenants.pools.%s.provision.create; the lab uses its own PostgreSQL)", pool, region, pool))
 	}
 	if err := b.cfg.Provisioner.Provision(ctx, PoolTarget{Pool: pool, Region: region, Endpoint: u, Isolation: tenant.Isolation(p)}); err != nil {
 		return fmt.Errorf("creating pool %s in %s: %w", pool, region, err)
@@ -100,33 +100,56 @@ func waitConnect(ctx context.Context, u string) (*pgx.Conn, error) {
 	}
 }
 
-// Command provisions a pool by running a user's command (production: a
-// hook that asks the cloud for a cluster). It gets the target in its
+// Command provisions every pool by running one user's command (production:
+// a hook that asks the cloud for a cluster). It gets the target in its
 // environment: LIFEBOAT_POOL, LIFEBOAT_REGION, LIFEBOAT_ENDPOINT (the URL,
 // with its credentials), LIFEBOAT_ISOLATION. It must be idempotent and
-// return once the cluster answers at the endpoint.
+// return once the cluster answers at the endpoint. SpecCommands runs the
+// spec's own commands per pool.
 type Command struct {
 	Argv []string
 	// Env is added to the command's environment.
 	Env []string
+	// Dir is where it runs; default this process's directory.
+	Dir string
 }
 
 func (c *Command) Provision(ctx context.Context, t PoolTarget) error {
 	if len(c.Argv) == 0 {
 		return lifeboat.Permanent(OpCreatePool, t.Pool, errors.New("the pool provisioning command is empty"))
 	}
-	cmd := exec.CommandContext(ctx, c.Argv[0], c.Argv[1:]...)
-	cmd.Env = append(append(os.Environ(), c.Env...), "LIFEBOAT_POOL="+t.Pool, "LIFEBOAT_REGION="+t.Region,
+	return runPoolCommand(ctx, OpCreatePool, "create", c.Argv, c.Dir, c.Env, t)
+}
+
+// runPoolCommand runs argv (what: create, read-only or delete) for t with
+// the target in its environment. A failure is transient (whether a second
+// try helps is the command's business; assume it may) and carries the
+// command's last output, which is what explains it.
+func runPoolCommand(ctx context.Context, op lifeboat.Op, what string, argv []string, dir string, env []string, t PoolTarget) error {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), env...), "LIFEBOAT_POOL="+t.Pool, "LIFEBOAT_REGION="+t.Region,
 		"LIFEBOAT_ENDPOINT="+t.Endpoint, "LIFEBOAT_ISOLATION="+string(t.Isolation))
+	// A command that leaves a child holding its output (a server started
+	// without redirecting it) must not hang the failover: stop waiting
+	// for the output shortly after the command itself exits.
+	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Run(); err != nil && !(errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success()) {
 		msg := strings.TrimSpace(out.String())
 		if len(msg) > 2000 {
 			msg = "…" + msg[len(msg)-2000:]
 		}
-		// Whether a second try helps is the command's business; assume it may.
-		return lifeboat.Transient(OpCreatePool, t.Pool, fmt.Errorf("pool provisioning command %q for pool %s in %s: %w: %s", strings.Join(c.Argv, " "), t.Pool, t.Region, err, msg))
+		if msg == "" {
+			msg = "(no output)"
+		}
+		where := ""
+		if dir != "" {
+			where = " (in " + dir + ")"
+		}
+		return lifeboat.Transient(op, t.Pool, fmt.Errorf("pool %s command %q%s for pool %s in %s: %w: %s",
+			what, strings.Join(argv, " "), where, t.Pool, t.Region, err, msg))
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -29,8 +30,12 @@ type FailbackBackend interface {
 	// region (its schema or database).
 	HasTenant(ctx context.Context, pool, region, name string) (bool, error)
 	// HasPool reports whether pool's copy in region (a DR pool) exists.
+	// When it cannot tell for sure it must ask the copy (a "no" for a copy
+	// that exists would drop what was written there).
 	HasPool(ctx context.Context, pool, region string) (bool, error)
-	// DeletePool stops and removes pool's copy in region.
+	// DeletePool stops and removes pool's copy in region. An error
+	// wrapping errors.ErrUnsupported means it cannot (no delete command):
+	// the failback leaves the copy and says so.
 	DeletePool(ctx context.Context, pool, region string) error
 }
 
@@ -287,6 +292,11 @@ func (h *Hosted) failbackOnce(fbb FailbackBackend, st *lifeboat.State, fb *Failb
 		if len(away) == 0 && !exists {
 			continue
 		}
+		if !exists {
+			if err := h.poolGone(pn, from, away); err != nil {
+				return err
+			}
+		}
 		names := make([]string, 0, len(away))
 		for _, t := range away {
 			names = append(names, t.Name)
@@ -389,11 +399,50 @@ func (h *Hosted) failbackOnce(fbb FailbackBackend, st *lifeboat.State, fb *Failb
 		}
 		// g. The DR pool goes, once everything is copied.
 		if exists {
-			if err := fbb.DeletePool(ctx, pn, from); err != nil {
+			err := fbb.DeletePool(ctx, pn, from)
+			switch {
+			case errors.Is(err, errors.ErrUnsupported):
+				// Every tenant is home and the copy is read-only: keeping
+				// it loses nothing, while failing would leave the failback
+				// unfinished for ever over a copy only a person can delete.
+				h.log.Warn("tenants' failback: DR pool left in place", "pool", pn, "region", from, "why", err)
+				h.step(fb, "g. DR pool %s in %s left in place, delete it by hand: %v", pn, from, err)
+			case err != nil:
 				return err
+			default:
+				h.step(fb, "g. DR pool %s in %s deleted", pn, from)
 			}
-			h.step(fb, "g. DR pool %s in %s deleted", pn, from)
 		}
 	}
 	return nil
+}
+
+// poolGone is the check made when pool's DR copy in from seems not to
+// exist: tenants that were served there (recovered there, or available or
+// read-only there) may have taken writes, which recording them home as
+// unchanged would silently drop. The failback then waits for the copy to
+// answer again (a transient error: it retries); tenants never served
+// there (still queued, or failed before their restore) held no writes.
+func (h *Hosted) poolGone(pool, from string, away []lifeboat.Tenant) error {
+	var served []string
+	for _, t := range away {
+		if !t.Recovered.IsZero() || t.State == lifeboat.TenantAvailable || t.State == lifeboat.TenantReadOnly {
+			served = append(served, t.Name)
+		}
+	}
+	if len(served) == 0 {
+		return nil
+	}
+	at := "its endpoint"
+	if _, u, err := backup.PoolURL(h.c.Spec, pool, from); err == nil {
+		if pu, err := url.Parse(u); err == nil {
+			at = pu.Redacted()
+		}
+	}
+	some := strings.Join(served[:min(len(served), 5)], ", ")
+	if len(served) > 5 {
+		some += ", …"
+	}
+	return lifeboat.Transient(Op, pool, fmt.Errorf("the DR pool %s in %s does not answer at %s, but %d of its tenants were served there (%s): the failback waits for that copy and retries, so that nothing written there is lost; bring it back up (its provision.create, or by hand). If that copy is lost for good, so are those writes: an empty copy answering there lets the failback record those tenants home with their home copies",
+		pool, from, at, len(served), some))
 }

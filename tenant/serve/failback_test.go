@@ -2,11 +2,13 @@ package serve
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -239,5 +241,100 @@ func TestHostBackups(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dirs["east"], fmt.Sprintf("t%02d", i), "latest")); err != nil {
 			t.Errorf("trial tenant t%02d not shipped to east: %v", i, err)
 		}
+	}
+}
+
+// gonePool is a DR pool that does not answer (HasPool false) until up is
+// set, and that cannot be deleted (no provision.delete).
+type gonePool struct {
+	fakeFailback
+	up bool
+}
+
+func (g *gonePool) HasPool(context.Context, string, string) (bool, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.up, nil
+}
+
+func (g *gonePool) DeletePool(_ context.Context, pool, region string) error {
+	return fmt.Errorf("pool %s's DR copy in %s was not deleted: no provision.delete: %w", pool, region, errors.ErrUnsupported)
+}
+
+// A DR pool that does not answer while some of its tenants were served
+// there (recovered there) must not make the failback record them home as
+// unchanged, which would drop what was written there: the failback waits,
+// saying why, and finishes once the pool answers again. A pool that cannot
+// be deleted is left in place, and the failback still finishes.
+func TestHostFailbackWaitsForDRPool(t *testing.T) {
+	spec := testSpec()
+	st := lifeboat.InitialState(spec, time.Now())
+	st.Epoch = 3
+	cat := tenant.NewMemoryCatalog()
+	ctx := context.Background()
+	rec := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	for i := range 6 {
+		tn := lifeboat.Tenant{Name: fmt.Sprintf("t%02d", i), Tier: "trial", Pool: "trial", Region: "east", Epoch: 2, State: lifeboat.TenantAvailable, Recovered: rec}
+		if i >= 4 { // never restored in east: held no writes
+			tn.State, tn.Recovered = lifeboat.TenantQueued, time.Time{}
+		}
+		if err := cat.Create(ctx, tn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fb := &gonePool{fakeFailback: fakeFailback{changed: map[string]bool{"t01": true}}}
+	c := DefaultConfig()
+	c.Spec, c.Store, c.Backend, c.Failback, c.Poll = spec, &fakeStore{st: st}, fakeBackend{}, fb, 10*time.Millisecond
+	c.Open = func(context.Context, *lifeboat.Spec, *lifeboat.State) (tenant.Catalog, error) {
+		return nopClose{cat}, nil
+	}
+	h, err := Host(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	var s Status
+	for s = h.Status(); s.Failback == nil || s.Failback.Attempts < 2; s = h.Status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the failback never tried twice: %+v", s.Failback)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s.Failback.Done || !strings.Contains(s.Failback.Error, "does not answer") || !strings.Contains(s.Failback.Error, "4 of its tenants were served there") {
+		t.Fatalf("failback with the DR pool not answering: done %v, error %q; want it waiting, saying 4 tenants were served there", s.Failback.Done, s.Failback.Error)
+	}
+	t.Logf("waiting: %s", s.Failback.Error)
+	all, _ := cat.List(ctx, tenant.Filter{})
+	for _, tn := range all {
+		if tn.Region != "east" || tn.Epoch != 2 {
+			t.Errorf("tenant recorded while the DR pool did not answer: %+v", tn)
+		}
+	}
+
+	fb.mu.Lock()
+	fb.up = true
+	fb.mu.Unlock()
+	deadline = time.Now().Add(30 * time.Second)
+	for s = h.Status(); s.Failback == nil || !s.Failback.Done; s = h.Status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the failback did not finish once the DR pool answered: %+v", s.Failback)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("steps: %q", s.Failback.Steps)
+	all, _ = cat.List(ctx, tenant.Filter{})
+	for _, tn := range all {
+		if tn.Region != "west" || tn.Epoch != 3 || tn.State != lifeboat.TenantAvailable {
+			t.Errorf("tenant after the failback: %+v", tn)
+		}
+	}
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	if !slices.Equal(fb.copied, []string{"t01"}) || fb.readOnly == 0 {
+		t.Errorf("copied %v, read-only calls %d; want t01 copied after the pool was made read-only", fb.copied, fb.readOnly)
+	}
+	if last := s.Failback.Steps[len(s.Failback.Steps)-1]; !strings.HasPrefix(last, "g. DR pool trial in east left in place") {
+		t.Errorf("last step %q, want the DR pool left in place", last)
 	}
 }
