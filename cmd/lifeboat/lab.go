@@ -311,6 +311,32 @@ func (a *app) printLabStatus(st *lab.Status) {
 		}
 	}
 	tw.Flush()
+	if ts := st.Tenants; ts != nil {
+		fmt.Fprintf(a.out, "\ntenants' gate %s: %d connections accepted, %d held for a recovery, %d refused\n", ts.Gate, ts.Stats.Accepted, ts.Stats.Held, ts.Stats.Refused)
+		if r := ts.Recovery; r != nil {
+			mark := a.paint(yellow, "…")
+			if r.Done {
+				mark = a.paint(green, "✓")
+			}
+			fmt.Fprintf(a.out, "%s recovery %s\n", mark, strings.ReplaceAll(r.Text, "\n", "\n  "))
+		}
+		if fb := ts.Failback; fb != nil {
+			mark, state := a.paint(yellow, "…"), fmt.Sprintf("in progress (attempt %d)", fb.Attempts+1)
+			if fb.Done {
+				mark, state = a.paint(green, "✓"), "done"
+			}
+			fmt.Fprintf(a.out, "%s failback %s → %s at epoch %d: %s\n", mark, fb.From, fb.Home, fb.Epoch, state)
+			for _, s := range fb.Steps {
+				fmt.Fprintf(a.out, "  %s\n", s)
+			}
+			if fb.Error != "" && !fb.Done {
+				fmt.Fprintf(a.out, "  %s %s\n", a.paint(yellow, "!"), fb.Error)
+			}
+		}
+		if ts.Error != "" {
+			fmt.Fprintf(a.out, "%s %s\n", a.paint(yellow, "!"), ts.Error)
+		}
+	}
 }
 
 func dash(s string) string {

@@ -366,7 +366,7 @@ func (h *Hosted) failbackOnce(fbb FailbackBackend, st *lifeboat.State, fb *Failb
 		}
 		h.mu.Unlock()
 		if len(away) > 0 {
-			h.step(fb, "d. pool %s: %d tenants changed in %s since their recovery (%d of them created there during the failover), %d unchanged", pn, len(changed), from, len(fb.New), len(unchanged))
+			h.step(fb, "d. pool %s: changed in %s since their recovery: %d (created there during the failover: %d); unchanged: %d", pn, from, len(changed), len(fb.New), len(unchanged))
 		}
 		// e. Copy back only the changed ones; the home copy is kept.
 		for _, t := range changed {
@@ -385,7 +385,7 @@ func (h *Hosted) failbackOnce(fbb FailbackBackend, st *lifeboat.State, fb *Failb
 			}
 		}
 		if len(changed) > 0 {
-			h.step(fb, "e. pool %s: %d tenants copied back to %s, the old home copies of %d kept renamed", pn, len(changed), home, len(changed)-len(fb.New))
+			h.step(fb, "e. pool %s: copied back to %s: %d (their old home copies kept renamed: %d)", pn, home, len(changed), len(changed)-len(fb.New))
 		}
 		// f. Every tenant of the pool home, available, at the new epoch.
 		if err := h.setBatches(ctx, cat, names, lifeboat.TenantChange{State: lifeboat.TenantAvailable, Region: home, Epoch: st.Epoch}); err != nil {
