@@ -22,6 +22,9 @@ import (
 // copy) and is kept, never dropped.
 type Copier interface {
 	CopyTenant(ctx context.Context, name string, from, to Placement, kept string) error
+	// UncopyTenant rolls a copy back: the old copy under its name again,
+	// the new one removed (a move whose catalog record failed).
+	UncopyTenant(ctx context.Context, name string, from, to Placement, kept string) error
 }
 
 // KeptName is what the old copy of a moved tenant is renamed to:
@@ -101,8 +104,20 @@ func Move(ctx context.Context, spec *lifeboat.Spec, st *lifeboat.State, cat Cata
 	}
 	moved, err := mv.Move(ctx, name, pool, toRegion, st.Epoch)
 	if err != nil {
-		return MoveResult{From: from, Kept: kept}, fmt.Errorf("tenant %s was copied to pool %s (the old copy is %s in pool %s) but the catalog was not updated: %w; run the move again after fixing this, or rename %s back",
-			name, pool, kept, t.Pool, err, kept)
+		// Cut short (Ctrl-C) or the catalog failed: if the record did not
+		// land, roll the copy back, so that the catalog and the data
+		// agree and the tenant is reachable where it was.
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if now, gerr := cat.Get(bctx, name); gerr == nil && now.Pool == pool {
+			return MoveResult{Tenant: now, From: from, Kept: kept}, nil // it landed; only the answer was lost
+		} else if gerr == nil {
+			if uerr := cp.UncopyTenant(bctx, name, from, to, kept); uerr == nil {
+				return MoveResult{}, fmt.Errorf("tenant %s: the move's catalog record failed (%w), so the copy was rolled back: the tenant stays in pool %s; move it again", name, err, t.Pool)
+			}
+		}
+		return MoveResult{From: from, Kept: kept}, fmt.Errorf("tenant %s was copied to pool %s (the old copy is %s in pool %s) but the catalog was not updated and the copy could not be rolled back: %w; rename %s back to %s in pool %s (and drop %s in pool %s), then move again",
+			name, pool, kept, t.Pool, err, kept, name, t.Pool, name, pool)
 	}
 	return MoveResult{Tenant: moved, From: from, Kept: kept}, nil
 }
@@ -177,45 +192,82 @@ func (p *PostgresPools) CopyTenant(ctx context.Context, name string, from, to Pl
 		restore = []string{"--no-owner", "--exit-on-error", "-d", dstURL}
 	} else {
 		if err := RenameDatabase(ctx, sc, name, kept); err != nil {
+			// Cut short, it may have closed the old copy to connections
+			// or renamed it already: put it back as it was.
+			p.undo(srcURL, dstURL, schema, name, kept, false)
 			return classify(OpMove, name, fmt.Errorf("renaming database %s to %s in pool %s: %w", name, kept, from.Pool, err))
 		}
 		if _, err := dc.Exec(ctx, `CREATE DATABASE `+id); err != nil {
-			p.undo(sc, dc, schema, name, kept, false)
+			p.undo(srcURL, dstURL, schema, name, kept, false)
 			return classify(OpMove, name, fmt.Errorf("creating database %s in pool %s: %w", name, to.Pool, err))
 		}
 		dump = []string{"-Fc", "--no-owner", "-d", withDB(srcURL, kept)}
 		restore = []string{"--no-owner", "--exit-on-error", "-d", withDB(dstURL, name)}
 	}
 	if err := pipe(ctx, dump, restore); err != nil {
-		p.undo(sc, dc, schema, name, kept, true)
+		p.undo(srcURL, dstURL, schema, name, kept, true)
 		return lifeboat.Permanent(OpMove, name, fmt.Errorf("copying %s from pool %s to pool %s: %w; the tenant stays in pool %s", name, from.Pool, to.Pool, err, from.Pool))
 	}
 	if schema {
 		// The dump names the kept schema; the new copy takes the tenant's name.
 		if _, err := dc.Exec(ctx, `ALTER SCHEMA `+keptID+` RENAME TO `+id); err != nil {
-			p.undo(sc, dc, schema, name, kept, true)
+			p.undo(srcURL, dstURL, schema, name, kept, true)
 			return classify(OpMove, name, fmt.Errorf("renaming the copied schema in pool %s: %w", to.Pool, err))
 		}
 	}
 	return nil
 }
 
-// undo puts the old copy back under its name and removes the partial new
+// UncopyTenant puts the old copy back under its name and removes the new
 // one.
-func (p *PostgresPools) undo(sc, dc *pgx.Conn, schema bool, name, kept string, copied bool) {
+func (p *PostgresPools) UncopyTenant(ctx context.Context, name string, from, to Placement, kept string) error {
+	src, srcURL, err := p.pool(from.Pool, from.Region)
+	if err != nil {
+		return err
+	}
+	_, dstURL, err := p.pool(to.Pool, to.Region)
+	if err != nil {
+		return err
+	}
+	return p.undo(srcURL, dstURL, Isolation(src) == lifeboat.IsolationSchema, name, kept, true)
+}
+
+// undo puts the old copy back under its name, open to connections, and
+// removes the partial new one. It opens its own connections: a statement
+// cut short by a cancel leaves pgx's connection unusable, while the
+// server may have done it. Each step is best effort (a move cut short may
+// have got anywhere); the error is that of reaching the old copy.
+func (p *PostgresPools) undo(srcURL, dstURL string, schema bool, name, kept string, copied bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout())
 	defer cancel()
 	id, keptID := pgx.Identifier{name}.Sanitize(), pgx.Identifier{kept}.Sanitize()
-	if schema {
-		if copied {
-			_, _ = dc.Exec(ctx, `DROP SCHEMA IF EXISTS `+keptID+` CASCADE`)
-			_, _ = dc.Exec(ctx, `DROP SCHEMA IF EXISTS `+id+` CASCADE`)
+	if dc, err := pgx.Connect(ctx, dstURL); err == nil {
+		if schema {
+			if copied {
+				_, _ = dc.Exec(ctx, `DROP SCHEMA IF EXISTS `+keptID+` CASCADE`)
+				_, _ = dc.Exec(ctx, `DROP SCHEMA IF EXISTS `+id+` CASCADE`)
+			}
+		} else {
+			_, _ = dc.Exec(ctx, `DROP DATABASE IF EXISTS `+id+` WITH (FORCE)`)
 		}
-		_, _ = sc.Exec(ctx, `ALTER SCHEMA `+keptID+` RENAME TO `+id)
-		return
+		dc.Close(context.Background())
 	}
-	_, _ = dc.Exec(ctx, `DROP DATABASE IF EXISTS `+id+` WITH (FORCE)`)
-	_ = RenameDatabase(ctx, sc, kept, name)
+	sc, err := pgx.Connect(ctx, srcURL)
+	if err != nil {
+		return classify(OpMove, name, err)
+	}
+	defer sc.Close(context.Background())
+	if schema {
+		_, _ = sc.Exec(ctx, `ALTER SCHEMA `+keptID+` RENAME TO `+id)
+		return nil
+	}
+	if err := RenameDatabase(ctx, sc, kept, name); err != nil {
+		// Not renamed yet: the old copy is name, maybe closed.
+		if _, err := sc.Exec(ctx, `ALTER DATABASE `+id+` ALLOW_CONNECTIONS true`); err != nil {
+			return classify(OpMove, name, err)
+		}
+	}
+	return nil
 }
 
 // Execer runs a statement: a *pgx.Conn or a *pgxpool.Pool.

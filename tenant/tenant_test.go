@@ -297,6 +297,11 @@ func (f *fakeCopier) CopyTenant(ctx context.Context, name string, from, to Place
 	return nil
 }
 
+func (f *fakeCopier) UncopyTenant(ctx context.Context, name string, from, to Placement, kept string) error {
+	f.calls = append(f.calls, fmt.Sprintf("uncopy %s", name))
+	return nil
+}
+
 func TestMoveChecks(t *testing.T) {
 	ctx := context.Background()
 	spec := testSpec()
