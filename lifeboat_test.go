@@ -183,3 +183,30 @@ func TestRetryable(t *testing.T) {
 		t.Error("an error that does not say is not retried")
 	}
 }
+
+// A move that succeeded leaves the service active in its target region,
+// also when no traffic.switch took it there (a service of databases only);
+// a failed one, or a drill's, does not.
+func TestStateEnd(t *testing.T) {
+	ended := time.Date(2026, 11, 22, 23, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		intent Intent
+		status RunStatus
+		want   string
+	}{
+		{IntentFailover, RunSucceeded, "east"},
+		{IntentSwitchover, RunSucceeded, "east"},
+		{IntentFailover, RunFailed, "west"},
+		{IntentFailover, RunCancelled, "west"},
+		{IntentRejoin, RunSucceeded, "west"},
+	} {
+		st := &State{Service: "shop", Epoch: 2, Active: "west", Run: "r1"}
+		st.End(&Run{ID: "r1", Status: c.status, EndedAt: ended, Plan: &Plan{Intent: c.intent, From: "west", To: "east"}})
+		if st.Run != "" || st.Active != c.want {
+			t.Errorf("%s %s: run %q, active %s; want no run, active %s", c.intent, c.status, st.Run, st.Active, c.want)
+		}
+		if c.want == "east" && !st.Since.Equal(ended) {
+			t.Errorf("%s: since %s, want the run's end", c.intent, st.Since)
+		}
+	}
+}

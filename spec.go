@@ -270,8 +270,14 @@ type Tenants struct {
 
 // TenantGate is where the tenants' PostgreSQL front door listens.
 type TenantGate struct {
-	// Listen is host:port.
-	Listen string `yaml:"listen" json:"listen" jsonschema:"required"`
+	// Listen is host:port where plain 'lifeboat serve' runs the gate. Set
+	// it, or listen-in, or both.
+	Listen string `yaml:"listen,omitempty" json:"listen,omitempty"`
+	// ListenIn is where each region's controller ('lifeboat serve
+	// --region') runs a gate, by region name. Every region's gate routes
+	// by the catalog; only the active region's controller runs the
+	// tenants' recovery, failback and backups.
+	ListenIn map[string]string `yaml:"listen-in,omitempty" json:"listen-in,omitempty"`
 	// Wait bounds how long a connection is held while its tenant is
 	// recovered; then it gets a clear error. Default 30s.
 	Wait Duration `yaml:"wait,omitempty" json:"wait,omitempty"`

@@ -312,6 +312,25 @@ func (st *State) Apply(step *Step, now time.Time) {
 	}
 }
 
+// End is what a run's end does to the state: no run holds it any more,
+// and a failover, switchover or failback that succeeded leaves the service
+// active in the plan's target region. A service with traffic got there
+// at its traffic.switch already; one of databases only (say, tenant
+// pools) has no such step.
+func (st *State) End(run *Run) {
+	st.Run = ""
+	if run.Status != RunSucceeded || run.Plan == nil || run.Plan.To == "" || st.Active == run.Plan.To {
+		return
+	}
+	switch run.Plan.Intent {
+	case IntentFailover, IntentSwitchover, IntentFailback:
+		st.Active, st.Since = run.Plan.To, run.EndedAt
+		if st.Since.IsZero() {
+			st.Since = time.Now().UTC()
+		}
+	}
+}
+
 // Validate reports a state that contradicts itself.
 func (st *State) Validate() error {
 	if st.Epoch == 0 {

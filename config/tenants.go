@@ -54,6 +54,25 @@ func (c *checker) tenants() {
 			c.errorAt("tenants.gate.listen", false, msg, hint+", e.g. listen: 127.0.0.1:6432 (clients connect there with the tenant as the database)")
 		}
 	}
+	if g := t.Gate; g != nil && c.ok("tenants.gate") {
+		if g.Listen == "" && len(g.ListenIn) == 0 && c.ok("tenants.gate.listen") && c.ok("tenants.gate.listen-in") {
+			c.errorAt("tenants.gate", true, "the tenants' gate has no address: neither listen nor listen-in is set",
+				"add listen: 127.0.0.1:6432 (hosted by 'lifeboat serve'), or listen-in: {<region>: host:port} (each region's controller, 'lifeboat serve --region', runs one there)")
+		}
+		for _, region := range lifeboat.SortedKeys(g.ListenIn) {
+			rp := "tenants.gate.listen-in." + region
+			if !c.ok(rp) {
+				continue
+			}
+			if c.s.RoleOf(region) == "" {
+				c.errorAt(rp, true, fmt.Sprintf("%q is not a region of this service", region), regionHint(region, c.regionNames(true)))
+				continue
+			}
+			if msg, hint := hostPortProblem(g.ListenIn[region], true); msg != "" {
+				c.errorAt(rp, false, msg, hint+", e.g. "+region+": 127.0.0.1:6432")
+			}
+		}
+	}
 }
 
 func (c *checker) pool(pn string, p lifeboat.Pool, checked map[string]bool) {

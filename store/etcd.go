@@ -379,7 +379,7 @@ func (s *etcdStore) Update(ctx context.Context, run *lifeboat.Run) error {
 					return err
 				}
 				if st.Run == run.ID {
-					st.Run = ""
+					st.End(run)
 					sb, err := encode(opUpdate, "state", &st)
 					if err != nil {
 						return err

@@ -213,7 +213,7 @@ func (m *memory) Update(ctx context.Context, run *lifeboat.Run) error {
 			return err
 		}
 		if st.Run == run.ID {
-			st.Run = ""
+			st.End(run)
 			if sb, err = encode(opUpdate, "state", &st); err != nil {
 				return err
 			}

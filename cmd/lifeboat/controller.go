@@ -118,6 +118,13 @@ func (a *app) serveRegion(ctx context.Context, region string) error {
 	if err != nil {
 		return err
 	}
+	// This region's tenants' gate, if the spec puts one here; its host
+	// recovers the tenants only while this region is active.
+	var tenantGate string
+	if spec.Tenants != nil && spec.Tenants.Gate != nil && spec.Tenants.Gate.ListenIn[region] != "" {
+		tenantGate = spec.Tenants.Gate.ListenIn[region]
+		defer a.hostTenantsIn(ctx, spec, st, region, log)()
+	}
 	if !a.json() {
 		if apiAt != "" {
 			fmt.Fprintf(a.out, "%s: dashboard %s/ui/ · api %s/v1/ · metrics %s/metrics\n", a.paint(bold, "lifeboat serve"), apiAt, apiAt, apiAt)
@@ -134,12 +141,43 @@ func (a *app) serveRegion(ctx context.Context, region string) error {
 				fmt.Fprintf(a.out, "  lease %s, renewed while this region holds the quorum\n", lifeboat.FormatDuration(hosted.Lease))
 			}
 		}
+		if tenantGate != "" {
+			fmt.Fprintf(a.out, "tenants' gate %s (PostgreSQL); their recovery, failback and backups run here while %s is active\n", tenantGate, region)
+		}
 		fmt.Fprintf(a.out, "active %s at epoch %d. Ctrl-C stops (hands the election over).\n", state.Active, state.Epoch)
 	}
 	if hosted != nil {
 		go followRoutes(ctx, spec, hosted, c, quorum, m.Interval.D(), log)
 	}
 	return c.Run(ctx)
+}
+
+// hostTenantsIn hosts region's part of the tenants in the background,
+// retrying while it cannot start (the catalog's primary may be in the
+// region just lost): a controller starts without its gate rather than not
+// at all. The returned function stops it and waits.
+func (a *app) hostTenantsIn(ctx context.Context, spec *lifeboat.Spec, st lifeboat.Store, region string, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+			_, closeTenants, err := a.hostTenants(ctx, spec, st, region, log)
+			if err == nil {
+				log.Info("tenants' gate serving", "region", region, "listen", spec.Tenants.Gate.ListenIn[region])
+				<-ctx.Done()
+				closeTenants()
+				return
+			}
+			log.Warn("tenants' gate not started; retrying", "region", region, "in", wait, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // followRoutes keeps the traffic this region hosts in step with the

@@ -22,6 +22,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/driver/agent"
 	"github.com/lifeboat-dr/lifeboat/metrics"
 	"github.com/lifeboat-dr/lifeboat/tenant/backup"
+	"github.com/lifeboat-dr/lifeboat/tenant/gate"
 	"github.com/lifeboat-dr/lifeboat/tenant/pgbackend"
 	tenantserve "github.com/lifeboat-dr/lifeboat/tenant/serve"
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,9 +71,9 @@ func (a *app) serve(ctx context.Context) error {
 		return err
 	}
 	hostTraffic := driver.HostsTraffic(spec)
-	hostTenants := spec.Tenants != nil && spec.Tenants.Gate != nil
+	hostTenants := spec.Tenants != nil && spec.Tenants.Gate != nil && spec.Tenants.Gate.Listen != ""
 	if !hostTraffic && !hostTenants {
-		return exit(exitSpec, "%s: drivers.traffic is %q and there is no tenants.gate, so serve has nothing to host: set drivers.traffic to dns or frontdoor (with its drivers.dns or drivers.frontdoor section), or add tenants.gate", a.specPath, spec.Drivers.Traffic)
+		return exit(exitSpec, "%s: drivers.traffic is %q and there is no tenants.gate.listen, so serve has nothing to host: set drivers.traffic to dns or frontdoor (with its drivers.dns or drivers.frontdoor section), or add tenants.gate.listen (tenants.gate.listen-in is run by 'lifeboat serve --region')", a.specPath, spec.Drivers.Traffic)
 	}
 	var (
 		ln     net.Listener
@@ -125,7 +126,7 @@ func (a *app) serve(ctx context.Context) error {
 		}
 	}
 	if hostTenants {
-		th, closeTenants, err := a.hostTenants(ctx, s, log)
+		th, closeTenants, err := a.hostTenants(ctx, s.spec, s.store, "", log)
 		if err != nil {
 			return err
 		}
@@ -176,17 +177,26 @@ func (a *app) serve(ctx context.Context) error {
 // directory); a pool without them waits for its copy to be made by hand,
 // and the failback then falls back to default_transaction_read_only and
 // leaves the copy for a person to delete.
-func (a *app) hostTenants(ctx context.Context, s *session, log *slog.Logger) (*tenantserve.Hosted, func(), error) {
+//
+// With region set ('lifeboat serve --region'), the gate listens at
+// tenants.gate.listen-in[region], and the recovery, the failback and the
+// backups run only while region is active.
+func (a *app) hostTenants(ctx context.Context, spec *lifeboat.Spec, st lifeboat.Store, region string, log *slog.Logger) (*tenantserve.Hosted, func(), error) {
 	bc := pgbackend.DefaultConfig()
-	bc.Spec, bc.Backups, bc.Log = s.spec, backup.Dirs(s.spec), log
-	bc.Provisioner = &pgbackend.SpecCommands{Spec: s.spec, Log: log}
+	bc.Spec, bc.Backups, bc.Log = spec, backup.Dirs(spec), log
+	bc.Provisioner = &pgbackend.SpecCommands{Spec: spec, Log: log}
 	be, err := pgbackend.New(bc)
 	if err != nil {
 		return nil, nil, exit(exitSpec, "%s: tenants: %v", a.specPath, err)
 	}
 	hc := tenantserve.DefaultConfig()
-	hc.Spec, hc.Store, hc.Backend, hc.Log = s.spec, s.store, be, log
-	hc.BackupDirs = backup.Dirs(s.spec)
+	hc.Spec, hc.Store, hc.Backend, hc.Log, hc.Region = spec, st, be, log, region
+	hc.BackupDirs = backup.Dirs(spec)
+	if region != "" {
+		gc := gate.ConfigFromSpec(spec.Tenants.Gate)
+		gc.Listen = spec.Tenants.Gate.ListenIn[region]
+		hc.Gate = &gc
+	}
 	h, err := tenantserve.Host(ctx, hc)
 	if err != nil {
 		be.Close()

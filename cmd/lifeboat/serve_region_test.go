@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/lifeboat-dr/lifeboat"
+	"github.com/lifeboat-dr/lifeboat/driver/postgres/pgtest"
 	"github.com/miekg/dns"
 )
 
@@ -305,4 +310,128 @@ func get(t *testing.T, url, token string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// Each region's controller runs a tenants' gate (tenants.gate.listen-in):
+// both route a tenant by the catalog, and after a failover only the new
+// active region's controller recovers the tenants.
+func TestServeRegionsHostTheTenantsGate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	pg := pgtest.StartPrimary(t)
+	url := func(db string) string {
+		return fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/%s?sslmode=disable", pgtest.User, pgtest.Password, pg.Port, db)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, url("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = admin.Exec(ctx, "CREATE DATABASE catalog")
+	admin.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a []any
+	for range 6 {
+		a = append(a, freeAddr(t))
+	}
+	gates := map[string]string{"west": freeAddr(t), "east": freeAddr(t)}
+	eps := func(db string) string { return fmt.Sprintf("{west: %q, east: %q}", url(db), url(db)) }
+	spec := fmt.Sprintf(`service: shop
+regions:
+  primary: {name: west}
+  secondary: {name: east}
+  witness: {name: central}
+objectives: {rto: 1m, rpo: 5s}
+units:
+  data:
+    databases:
+      catalog: {engine: postgres, dr-mode: geo-replica, endpoints: %s}
+      paid: {engine: postgres, dr-mode: geo-replica, endpoints: %s}
+monitor:
+  mode: manual
+  lease: 2s
+store:
+  members:
+    west: {peer: %s, client: %s}
+    east: {peer: %s, client: %s}
+    central: {peer: %s, client: %s}
+drivers:
+  default: fake
+tenants:
+  catalog: data.catalog
+  gate: {listen-in: {west: %s, east: %s}, wait: 10s}
+  pools:
+    paid: {database: data.paid}
+  tiers:
+    paid: {pool: paid, strategy: geo-replicate, priority: 1}
+`, append(append([]any{eps("catalog"), eps("postgres")}, a...), gates["west"], gates["east"])...)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "lifeboat.yaml"), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, dir, "validate")
+	ps := startRegions(t, dir, "west", "east", "central")
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, region := range []string{"west", "east"} {
+				b, _ := os.ReadFile(ps[region].log)
+				t.Logf("serve --region %s:\n%s", region, b)
+			}
+		}
+	})
+	for _, region := range []string{"west", "east"} {
+		if b, _ := os.ReadFile(ps[region].log); !strings.Contains(string(b), "tenants' gate "+gates[region]) {
+			t.Fatalf("serve --region %s does not say where its tenants' gate is:\n%s", region, b)
+		}
+	}
+	mustRun(t, dir, "tenant", "create", "acme", "--tier", "paid")
+	tc, err := pgx.Connect(ctx, url("acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tc.Exec(ctx, "CREATE TABLE orders (id int); INSERT INTO orders SELECT generate_series(1, 7)")
+	tc.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	throughGate := func(region string) (bool, string) {
+		c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://%s:%s@%s/acme?sslmode=disable&connect_timeout=5", pgtest.User, pgtest.Password, gates[region]))
+		if err != nil {
+			return false, err.Error()
+		}
+		defer c.Close(ctx)
+		var n int
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&n); err != nil || n != 7 {
+			return false, fmt.Sprintf("%d orders, %v", n, err)
+		}
+		return true, ""
+	}
+	for _, region := range []string{"west", "east"} {
+		eventually(t, "acme through "+region+"'s gate", func() (bool, string) { return throughGate(region) })
+	}
+
+	mustRun(t, dir, "failover", "--yes")
+	eventually(t, "acme recovered in east at epoch 2", func() (bool, string) {
+		r := lifeboatIn(t, dir, nil, "tenant", "show", "acme", "-o", "json")
+		var tn lifeboat.Tenant
+		if err := json.Unmarshal([]byte(r.stdout), &tn); err != nil {
+			return false, r.stdout + r.stderr
+		}
+		return tn.Region == "east" && tn.Epoch == 2 && tn.State == lifeboat.TenantAvailable, fmt.Sprintf("%+v", tn)
+	})
+	east, _ := os.ReadFile(ps["east"].log)
+	west, _ := os.ReadFile(ps["west"].log)
+	if !strings.Contains(string(east), "failover seen: recovering the tenants") {
+		t.Errorf("east's controller did not recover the tenants:\n%s", east)
+	}
+	if strings.Contains(string(west), "failover seen: recovering the tenants") || !strings.Contains(string(west), "the tenants' recovery runs in the active region's controller") {
+		t.Errorf("west's controller did not leave the recovery to east:\n%s", west)
+	}
+	for _, region := range []string{"west", "east"} {
+		eventually(t, "acme through "+region+"'s gate after the failover", func() (bool, string) { return throughGate(region) })
+	}
 }

@@ -106,8 +106,11 @@ type catalogLister struct{ h *Hosted }
 
 func (l catalogLister) List(ctx context.Context, f tenant.Filter) ([]lifeboat.Tenant, error) {
 	l.h.mu.Lock()
-	cat := l.h.cat
+	cat, st := l.h.cat, l.h.state
 	l.h.mu.Unlock()
+	if !l.h.acting(st) {
+		return nil, nil // the active region's host takes the backups
+	}
 	if cat == nil {
 		return nil, lifeboat.Transient(Op, "", errors.New("the catalog is being reopened"))
 	}

@@ -61,6 +61,12 @@ type Config struct {
 	BackupPoll time.Duration
 	// Dumper takes the backups; default backup.PgDump.
 	Dumper backup.Dumper
+	// Region is the region this host runs in, when each region's
+	// controller hosts one ('lifeboat serve --region'): its gate routes
+	// always, but the recovery, the failback and the backups run only
+	// while Region is the active region, so that exactly one host acts.
+	// "" (plain 'lifeboat serve'): this host always acts.
+	Region string
 	Log    *slog.Logger
 }
 
@@ -309,7 +315,7 @@ func (h *Hosted) watch(ctx context.Context) {
 	h.mu.Lock()
 	first := h.state
 	h.mu.Unlock()
-	if first.Run == "" && first.Active == h.c.Spec.Regions.Primary.Name {
+	if first.Run == "" && first.Active == h.c.Spec.Regions.Primary.Name && h.acting(first) {
 		// A failback cut short (the process died) is finished now.
 		h.failback(first)
 	}
@@ -359,13 +365,37 @@ func (h *Hosted) watch(ctx context.Context) {
 			h.mu.Unlock()
 			h.setCapacities(st)
 			h.reopen(st)
+			if !h.acting(st) {
+				h.mu.Lock()
+				h.lost = ""
+				h.mu.Unlock()
+				continue
+			}
 			if st.Active == h.c.Spec.Regions.Primary.Name {
 				h.failback(st)
 			}
 			continue
 		}
+		if !h.acting(st) {
+			// The new active region's host recovers the tenants; this
+			// gate holds clients of the lost region's tenants until the
+			// catalog says where they are.
+			h.log.Info("failover seen: the tenants' recovery runs in the active region's controller", "lost", prev.Active, "active", st.Active, "here", h.c.Region)
+			h.mu.Lock()
+			h.state, h.lost = st, prev.Active
+			h.mu.Unlock()
+			h.setCapacities(st)
+			h.reopen(st)
+			continue
+		}
 		h.failover(prev.Active, st)
 	}
+}
+
+// acting reports whether this host runs the recovery, the failback and
+// the backups when the state is st: always, or while its region is active.
+func (h *Hosted) acting(st *lifeboat.State) bool {
+	return h.c.Region == "" || st == nil || st.Active == h.c.Region
 }
 
 // reopen points the catalog at its primary per st, retrying until it

@@ -146,3 +146,109 @@ func TestHostRecoversAfterFailover(t *testing.T) {
 type nopClose struct{ tenant.Catalog }
 
 func (nopClose) Close() error { return nil }
+
+// countingBackend counts the recovery's calls, to tell which host acted.
+type countingBackend struct {
+	fakeBackend
+	mu    sync.Mutex
+	calls int
+}
+
+func (b *countingBackend) MakeAvailable(ctx context.Context, pool, region string, names []string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls++
+	return nil
+}
+
+func (b *countingBackend) Restore(ctx context.Context, pool, region, name string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls++
+	return nil
+}
+
+func (b *countingBackend) n() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.calls
+}
+
+// With a host per region ('lifeboat serve --region'), both gates route,
+// and only the new active region's host recovers the tenants after a
+// failover; the other follows the catalog.
+func TestHostsPerRegionOneActs(t *testing.T) {
+	spec := testSpec()
+	st0 := lifeboat.InitialState(spec, time.Now())
+	fs := &fakeStore{st: st0}
+	cat := tenant.NewMemoryCatalog()
+	ctx := context.Background()
+	for i := range 10 {
+		tier, pool := "paid", "paid"
+		if i%2 == 1 {
+			tier, pool = "trial", "trial"
+		}
+		if err := cat.Create(ctx, lifeboat.Tenant{Name: fmt.Sprintf("t%02d", i), Tier: tier, Pool: pool, Region: "west", Epoch: 1, State: lifeboat.TenantAvailable}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hosts, backends := map[string]*Hosted{}, map[string]*countingBackend{}
+	for _, region := range []string{"west", "east"} {
+		b := &countingBackend{}
+		c := DefaultConfig()
+		c.Spec, c.Store, c.Backend, c.Poll, c.Region = spec, fs, b, 10*time.Millisecond, region
+		c.Open = func(context.Context, *lifeboat.Spec, *lifeboat.State) (tenant.Catalog, error) { return nopClose{cat}, nil }
+		h, err := Host(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		hosts[region], backends[region] = h, b
+	}
+	for region, h := range hosts {
+		if loc, err := h.locate(ctx, "t00"); err != nil || loc.Addr != "127.0.0.1:5001" {
+			t.Fatalf("%s's gate locates t00 before the failover: %+v %v", region, loc, err)
+		}
+	}
+
+	st1 := st0.Clone()
+	st1.Active, st1.Epoch = "east", 2
+	for _, r := range st1.Resources {
+		if r.Component == "catalog" || r.Component == "paid" {
+			if r.Region == "east" {
+				r.Role = lifeboat.DBPrimary
+			} else {
+				r.Role = lifeboat.DBFenced
+			}
+		}
+	}
+	fs.mu.Lock()
+	fs.st = st1
+	fs.mu.Unlock()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for s := hosts["east"].Status(); s.Recovery == nil || !s.Recovery.Done; s = hosts["east"].Status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("east's host did not recover the tenants: %+v", s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// West's host saw the same failover: it must have followed, not acted.
+	for s := hosts["west"].Status(); s.Epoch != 2; s = hosts["west"].Status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("west's host did not follow the failover: %+v", s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := hosts["west"].Status(); s.Recovery != nil || s.Runs != 0 || backends["west"].n() != 0 {
+		t.Errorf("west's host acted on a failover away from it: %+v, %d backend calls", s, backends["west"].n())
+	}
+	if backends["east"].n() == 0 {
+		t.Error("east's host made no backend call")
+	}
+	for region, h := range hosts {
+		if loc, err := h.locate(ctx, "t00"); err != nil || loc.Addr != "127.0.0.1:5002" {
+			t.Errorf("%s's gate locates t00 after the failover: %+v %v", region, loc, err)
+		}
+	}
+}
