@@ -12,6 +12,7 @@ import (
 
 	"github.com/lifeboat-dr/lifeboat"
 	"github.com/lifeboat-dr/lifeboat/dashboard"
+	"github.com/lifeboat-dr/lifeboat/planner"
 	"github.com/lifeboat-dr/lifeboat/store"
 )
 
@@ -265,4 +266,25 @@ func TestValidateConfig(t *testing.T) {
 	if _, err := dashboard.New(dashboard.Config{}); err == nil || !strings.Contains(err.Error(), "Spec is nil") || !strings.Contains(err.Error(), "API is nil") {
 		t.Fatalf("empty config: %v", err)
 	}
+}
+
+// A run whose process died (it says running, nobody owns it) shows as
+// interrupted, not as running for ever.
+func TestEventsShowAnInterruptedRun(t *testing.T) {
+	l := newLab(t, "", 50*time.Millisecond)
+	st, err := l.store.State(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := planner.Plan(l.spec, st, lifeboat.IntentSwitchover, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := &lifeboat.Run{ID: "r-orphan", Plan: p, Status: lifeboat.RunRunning, StartedAt: time.Now().UTC(), By: "a process that died"}
+	if err := l.store.Begin(context.Background(), run); err != nil {
+		t.Fatal(err)
+	}
+	l.stream(lifeboat.RoleViewer, func(s dashboard.Snapshot) bool {
+		return !(s.Run != nil && s.Run.ID == run.ID && s.Run.Interrupted && s.Run.Status == "interrupted")
+	})
 }

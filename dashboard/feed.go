@@ -87,6 +87,9 @@ type RunProgress struct {
 	To         string            `json:"to"`
 	Status     string            `json:"status"`
 	InProgress bool              `json:"in_progress"`
+	// Interrupted: the run says running but no lifeboat process runs it
+	// (its process died); resume or cancel it.
+	Interrupted bool `json:"interrupted,omitempty"`
 	By         string            `json:"by,omitempty"`
 	StartedAt  time.Time         `json:"started_at"`
 	EndedAt    time.Time         `json:"ended_at,omitzero"`
@@ -336,6 +339,13 @@ func (f *feed) readFast(ctx context.Context, cache *runCache) fast {
 		return out
 	}
 	out.run = progress(run, recs, st.Run == id)
+	if run.Status == lifeboat.RunRunning {
+		// A read-only ownership check (Store.Owned): a run whose process
+		// died says so instead of "running" for ever.
+		if rv := status.Run(rctx, f.c.Store, run, recs); rv.Interrupted {
+			out.run.Status, out.run.Interrupted = "interrupted", true
+		}
+	}
 	if st.Run == "" {
 		cache.move, cache.run = move(st), out.run
 	} else {
@@ -346,8 +356,6 @@ func (f *feed) readFast(ctx context.Context, cache *runCache) fast {
 
 // progress follows each step through the journal.
 func progress(run *lifeboat.Run, recs []lifeboat.Record, inProgress bool) *RunProgress {
-	// No ownership check here (status.Run with a nil store): taking the
-	// run's ownership five times a second would race resume and approve.
 	rv := status.Run(context.Background(), nil, run, recs)
 	p := &RunProgress{ID: run.ID, Status: string(run.Status), InProgress: inProgress, By: run.By, StartedAt: run.StartedAt,
 		EndedAt: run.EndedAt, Error: run.Error, Done: rv.Done, Total: rv.Total, Waiting: rv.Waiting}

@@ -114,6 +114,31 @@ func runPlan(t *testing.T, in *Info, intent lifeboat.Intent) *lifeboat.State {
 	return after
 }
 
+// tenantLab starts a lab with tenants (o.Dir is set here), takes it
+// down at the end, and checks that its spec validates.
+func tenantLab(t *testing.T, o Options) (*Info, *lifeboat.Spec) {
+	t.Helper()
+	o.Dir = labDir(t)
+	in, err := Up(context.Background(), o)
+	t.Cleanup(func() {
+		if rep, err := Down(context.Background(), o.Dir); err != nil {
+			t.Errorf("lab down: %v (%+v)", err, rep)
+		}
+		if t.Failed() {
+			t.Logf("lab.log:\n%s", tail(logPath(o.Dir), 80))
+		}
+	})
+	if err != nil {
+		t.Fatalf("lab up --tenants %d (scenario %d): %v\n%s", o.Tenants, o.TenantScenario, err, tail(logPath(o.Dir), 40))
+	}
+	t.Logf("lab up with %d tenants: %s", o.Tenants, in.Ready.Round(time.Millisecond))
+	spec, diags, err := config.Load(in.Spec)
+	if err != nil || diags.HasErrors() {
+		t.Fatalf("the lab's spec does not validate: %v %v", err, diags)
+	}
+	return in, spec
+}
+
 // Seed 004's scenarios 2 and 3 in one lab: west is failed over; the paid
 // tenants of west's pool are made available in east in batches, those of
 // paideast (primary in east) are not touched, the trial tenants are
@@ -125,24 +150,9 @@ func TestTenantsInTheLab(t *testing.T) {
 		t.Skipf("no PostgreSQL 15 client: %v", err)
 	}
 	const n = 60
-	dir := labDir(t)
 	ctx := context.Background()
-	in, err := Up(ctx, Options{Dir: dir, Tenants: n, TenantConcurrency: 1})
-	t.Cleanup(func() {
-		if rep, err := Down(context.Background(), dir); err != nil {
-			t.Errorf("lab down: %v (%+v)", err, rep)
-		}
-		if t.Failed() {
-			t.Logf("lab.log:\n%s", tail(logPath(dir), 80))
-		}
-	})
-	if err != nil {
-		t.Fatalf("lab up --tenants %d: %v\n%s", n, err, tail(logPath(dir), 40))
-	}
-	t.Logf("lab up with %d tenants: %s", n, in.Ready.Round(time.Millisecond))
-	if _, diags, err := config.Load(in.Spec); err != nil || diags.HasErrors() {
-		t.Fatalf("the lab's spec does not validate: %v %v", err, diags)
-	}
+	in, _ := tenantLab(t, Options{Tenants: n, TenantConcurrency: 1})
+	dir := in.Dir
 	paid, trial := TenantCounts(n, 0)
 
 	// Before: every tenant answers through the gate with its rows.
@@ -295,24 +305,9 @@ func TestTenantsScenario1(t *testing.T) {
 		t.Skipf("no PostgreSQL 15 client: %v", err)
 	}
 	const n = 24
-	dir := labDir(t)
 	ctx := context.Background()
-	in, err := Up(ctx, Options{Dir: dir, Tenants: n, TenantConcurrency: 2, TenantScenario: 1})
-	t.Cleanup(func() {
-		if rep, err := Down(context.Background(), dir); err != nil {
-			t.Errorf("lab down: %v (%+v)", err, rep)
-		}
-		if t.Failed() {
-			t.Logf("lab.log:\n%s", tail(logPath(dir), 80))
-		}
-	})
-	if err != nil {
-		t.Fatalf("lab up --tenants %d --tenant-scenario 1: %v\n%s", n, err, tail(logPath(dir), 40))
-	}
-	spec, diags, err := config.Load(in.Spec)
-	if err != nil || diags.HasErrors() {
-		t.Fatalf("the lab's spec does not validate: %v %v", err, diags)
-	}
+	in, spec := tenantLab(t, Options{Tenants: n, TenantConcurrency: 2, TenantScenario: 1})
+	dir := in.Dir
 	if paid, trial := TenantCounts(n, 1); paid != 0 || trial != n {
 		t.Fatalf("scenario 1 splits %d tenants into %d paid and %d trial", n, paid, trial)
 	}

@@ -133,9 +133,9 @@ function render(s) {
   const mv = $("#moving");
   const r = s.run;
   if (r && r.in_progress) {
-    mv.className = r.status === "waiting" ? "waiting" : r.status === "failed" ? "failed" : "";
+    mv.className = r.status === "waiting" ? "waiting" : r.status === "failed" || r.interrupted ? "failed" : "";
     mv.textContent = r.intent.toUpperCase() + " " + r.from + " → " + r.to + ": " + r.status.toUpperCase() + " (" + r.done + "/" + r.total + " steps)" +
-      (r.status === "waiting" ? " — waits for approval" : "");
+      (r.status === "waiting" ? " — waits for approval" : r.interrupted ? " — no lifeboat process runs it: resume or cancel it" : "");
   } else mv.textContent = "";
   const errs = $("#errors");
   errs.hidden = !(s.errors && s.errors.length);
@@ -220,7 +220,7 @@ function renderRun(s) {
   $("#run-state").textContent = "";
   if (!r) { box.replaceChildren(el("div", { class: "msg" }, "No run yet.")); return; }
   const state = r.in_progress ? r.status : r.status + " (last run)";
-  $("#run-state").replaceChildren(el("span", { class: "tag " + (r.status === "succeeded" ? "ok" : r.status === "failed" ? "bad" : r.status === "waiting" ? "warn" : "run") }, state));
+  $("#run-state").replaceChildren(el("span", { class: "tag " + (r.status === "succeeded" ? "ok" : r.status === "failed" || r.interrupted ? "bad" : r.status === "waiting" ? "warn" : "run") }, state));
   const pct = r.total ? Math.round(100 * r.done / r.total) : 0;
   const bar = el("div", { class: "bar" + (r.status === "succeeded" ? " ok" : r.status === "failed" ? " bad" : "") }, el("div", {}));
   bar.firstChild.style.width = pct + "%";

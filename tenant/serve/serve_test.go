@@ -27,6 +27,25 @@ func (f *fakeStore) State(context.Context) (*lifeboat.State, error) {
 	return f.st.Clone(), nil
 }
 
+// failoverToEast stores what a failover to east leaves: east active at
+// the next epoch, the catalog's and paid pool's east copies primary.
+func (f *fakeStore) failoverToEast() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := f.st.Clone()
+	st.Active, st.Epoch = "east", st.Epoch+1
+	for _, r := range st.Resources {
+		if r.Component == "catalog" || r.Component == "paid" {
+			if r.Region == "east" {
+				r.Role = lifeboat.DBPrimary
+			} else {
+				r.Role = lifeboat.DBFenced
+			}
+		}
+	}
+	f.st = st
+}
+
 func (f *fakeStore) Run(_ context.Context, id string) (*lifeboat.Run, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -101,20 +120,7 @@ func TestHostRecoversAfterFailover(t *testing.T) {
 	}
 
 	// The failover: the run ends with east active at epoch 2.
-	st1 := st0.Clone()
-	st1.Active, st1.Epoch = "east", 2
-	for _, r := range st1.Resources {
-		if r.Component == "catalog" || r.Component == "paid" {
-			if r.Region == "east" {
-				r.Role = lifeboat.DBPrimary
-			} else {
-				r.Role = lifeboat.DBFenced
-			}
-		}
-	}
-	fs.mu.Lock()
-	fs.st = st1
-	fs.mu.Unlock()
+	fs.failoverToEast()
 
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -211,20 +217,7 @@ func TestHostsPerRegionOneActs(t *testing.T) {
 		}
 	}
 
-	st1 := st0.Clone()
-	st1.Active, st1.Epoch = "east", 2
-	for _, r := range st1.Resources {
-		if r.Component == "catalog" || r.Component == "paid" {
-			if r.Region == "east" {
-				r.Role = lifeboat.DBPrimary
-			} else {
-				r.Role = lifeboat.DBFenced
-			}
-		}
-	}
-	fs.mu.Lock()
-	fs.st = st1
-	fs.mu.Unlock()
+	fs.failoverToEast()
 
 	deadline := time.Now().Add(20 * time.Second)
 	for s := hosts["east"].Status(); s.Recovery == nil || !s.Recovery.Done; s = hosts["east"].Status() {
