@@ -81,23 +81,23 @@ type Component struct {
 // RunProgress is the run in progress (or, when none is, the last run)
 // with every step's progress from the journal.
 type RunProgress struct {
-	ID         string            `json:"id"`
-	Intent     string            `json:"intent"`
-	From       string            `json:"from"`
-	To         string            `json:"to"`
-	Status     string            `json:"status"`
-	InProgress bool              `json:"in_progress"`
+	ID         string `json:"id"`
+	Intent     string `json:"intent"`
+	From       string `json:"from"`
+	To         string `json:"to"`
+	Status     string `json:"status"`
+	InProgress bool   `json:"in_progress"`
 	// Interrupted: the run says running but no lifeboat process runs it
 	// (its process died); resume or cancel it.
-	Interrupted bool `json:"interrupted,omitempty"`
-	By         string            `json:"by,omitempty"`
-	StartedAt  time.Time         `json:"started_at"`
-	EndedAt    time.Time         `json:"ended_at,omitzero"`
-	Error      string            `json:"error,omitempty"`
-	Done       int               `json:"done"`
-	Total      int               `json:"total"`
-	Steps      []StepView        `json:"steps"`
-	Waiting    []status.Approval `json:"waiting,omitempty"`
+	Interrupted bool              `json:"interrupted,omitempty"`
+	By          string            `json:"by,omitempty"`
+	StartedAt   time.Time         `json:"started_at"`
+	EndedAt     time.Time         `json:"ended_at,omitzero"`
+	Error       string            `json:"error,omitempty"`
+	Done        int               `json:"done"`
+	Total       int               `json:"total"`
+	Steps       []StepView        `json:"steps"`
+	Waiting     []status.Approval `json:"waiting,omitempty"`
 }
 
 // StepView is one step and how far it got.

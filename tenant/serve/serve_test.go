@@ -203,7 +203,9 @@ func TestHostsPerRegionOneActs(t *testing.T) {
 		b := &countingBackend{}
 		c := DefaultConfig()
 		c.Spec, c.Store, c.Backend, c.Poll, c.Region = spec, fs, b, 10*time.Millisecond, region
-		c.Open = func(context.Context, *lifeboat.Spec, *lifeboat.State) (tenant.Catalog, error) { return nopClose{cat}, nil }
+		c.Open = func(context.Context, *lifeboat.Spec, *lifeboat.State) (tenant.Catalog, error) {
+			return nopClose{cat}, nil
+		}
 		h, err := Host(ctx, c)
 		if err != nil {
 			t.Fatal(err)
