@@ -24,6 +24,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/driver/postgres"
 	"github.com/lifeboat-dr/lifeboat/monitor"
 	"github.com/lifeboat-dr/lifeboat/store"
+	"github.com/lifeboat-dr/lifeboat/tenant"
 )
 
 // The monitored lab runs the real lifeboat program three times more, as
@@ -60,15 +61,20 @@ func lifeboatBinary(t *testing.T) string {
 	return lifeboatBin
 }
 
-// monitored starts a lab with a controller per region in mode automatic.
-func monitored(t *testing.T) (string, *Info) {
+// monitored starts a lab with a controller per region in mode automatic
+// (and tenants, if given: seed 004's scenarios 2 and 3).
+func monitored(t *testing.T, tenants ...int) (string, *Info) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("the monitored lab puts each region in a network namespace, which needs root")
 	}
 	bin := lifeboatBinary(t)
 	dir := labDir(t)
-	in, err := Up(context.Background(), Options{Dir: dir, Binary: bin, Monitor: "automatic", ReadyTimeout: 3 * time.Minute})
+	o := Options{Dir: dir, Binary: bin, Monitor: "automatic", ReadyTimeout: 3 * time.Minute}
+	if len(tenants) > 0 {
+		o.Tenants = tenants[0]
+	}
+	in, err := Up(context.Background(), o)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("lab.log:\n%s", tail(logPath(dir), 40))
@@ -176,7 +182,8 @@ func failedOverTo(t *testing.T, dir string, s lifeboat.Store, region string) {
 // majority (east, central) fails the service over to east on its own, and
 // the front door takes orders there.
 func TestMonitorRegionDownFailsOver(t *testing.T) {
-	dir, in := monitored(t)
+	const tenants = 12
+	dir, in := monitored(t, tenants)
 	s, _ := openQuorumStore(t, in)
 	eventually(t, 30*time.Second, "an order in west", func() error { _, err := order(in.Front); return err })
 
@@ -193,6 +200,19 @@ func TestMonitorRegionDownFailsOver(t *testing.T) {
 	if err := hasOrder(context.Background(), in.Region(East).Postgres, p.ID); err != nil {
 		t.Fatalf("order %d not in east's database: %v", p.ID, err)
 	}
+	// The tenants follow the automatic failover: west's paid and every
+	// trial tenant recovered in east (paideast's, homed there, untouched).
+	paid, trial := TenantCounts(tenants, 0)
+	eventually(t, time.Minute, "the tenants recovered in east after the automatic failover", func() error {
+		ts := statusOf(t, dir).Tenants
+		if ts == nil || ts.Recovery == nil || !ts.Recovery.Done || ts.Recovery.Target != East {
+			return fmt.Errorf("%+v", ts)
+		}
+		if got, want := ts.Recovery.Counts[lifeboat.TenantAvailable], paid/2+trial; got != want {
+			return fmt.Errorf("%d tenants available after the recovery, want %d: %s", got, want, ts.Recovery.Text)
+		}
+		return nil
+	})
 
 	// West comes back: the leader rejoins its database as east's replica
 	// (fenced first by the failover, its unreplicated writes quarantined),
@@ -246,6 +266,35 @@ func TestMonitorRegionDownFailsOver(t *testing.T) {
 	cancel()
 	if err != nil || st.Active != West {
 		t.Fatalf("after the failback: %+v, %v; want active west", st, err)
+	}
+	eventually(t, time.Minute, "the tenants' failback done", func() error {
+		ts := statusOf(t, dir).Tenants
+		if ts == nil || ts.Failback == nil || !ts.Failback.Done || ts.Failback.Epoch != st.Epoch {
+			return fmt.Errorf("%+v", ts)
+		}
+		return nil
+	})
+	spec, _, err := config.Load(in.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := tenant.OpenCatalog(context.Background(), spec, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	all, err := cat.List(context.Background(), tenant.Filter{})
+	if err != nil || len(all) != tenants {
+		t.Fatalf("%d tenants after the failback, %v; want %d", len(all), err, tenants)
+	}
+	for _, tn := range all {
+		home := West
+		if tn.Pool == PoolPaidEast {
+			home = East
+		}
+		if tn.Region != home || tn.State != lifeboat.TenantAvailable {
+			t.Errorf("tenant %s after the failback: %s in %s, want available in %s", tn.Name, tn.State, tn.Region, home)
+		}
 	}
 	logDecisions(t, dir)
 }

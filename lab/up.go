@@ -104,9 +104,6 @@ func ValidateOptions(o Options) error {
 	if o.TenantScenario != 0 && o.Tenants == 0 {
 		errs = append(errs, errors.New("lab: --tenant-scenario needs --tenants N"))
 	}
-	if o.Tenants > 0 && o.Monitor != "" {
-		errs = append(errs, errors.New("lab: --tenants is not available with --monitor yet (the tenant pools listen on loopback, outside the regions' namespaces): use one or the other"))
-	}
 	if o.DegradeAfter > 0 && o.Replication != "sync" {
 		errs = append(errs, errors.New("lab: --degrade-after applies only to --replication sync"))
 	}
