@@ -320,7 +320,7 @@ func (a *app) printLabStatus(st *lab.Status) {
 			}
 			fmt.Fprintf(a.out, "%s recovery %s\n", mark, strings.ReplaceAll(r.Text, "\n", "\n  "))
 		}
-		if fb := ts.Failback; fb != nil {
+		if fb := ts.Failback; fb != nil && (len(fb.Steps) > 0 || !fb.Done) { // a start with nothing to fail back is not news
 			mark, state := a.paint(yellow, "…"), fmt.Sprintf("in progress (attempt %d)", fb.Attempts+1)
 			if fb.Done {
 				mark, state = a.paint(green, "✓"), "done"
