@@ -81,6 +81,11 @@ func monitored(t *testing.T, tenants ...int) (string, *Info) {
 			for _, r := range []string{West, East, Central} {
 				t.Logf("%s's controller.log:\n%s", r, tail(controllerLog(dir, r), 25))
 			}
+			// PostgreSQL's own logs say why a start failed.
+			logs, _ := filepath.Glob(filepath.Join(dir, "*", "pg*.log"))
+			for _, l := range logs {
+				t.Logf("%s:\n%s", l, tail(l, 8))
+			}
 		}
 		rep, err := Down(context.Background(), dir)
 		if err != nil {
