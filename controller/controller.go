@@ -799,19 +799,9 @@ func (c *Controller) fenceSelf(ctx context.Context, d monitor.Decision) {
 		return
 	}
 	s := c.c.Spec
-	st := c.LastState()
 	var errs []error
 	for _, un := range lifeboat.SortedKeys(s.Units) {
 		for _, dn := range lifeboat.SortedKeys(s.Units[un].Databases) {
-			if st != nil {
-				// A copy the state knows as a replica (of a database whose
-				// primary lives elsewhere, say a pool placed in the other
-				// region) takes no writes: fencing it would only stop its
-				// replication, and race whoever brings the region back.
-				if r := st.Resource(s, un, dn, c.c.Region); r != nil && r.Role == lifeboat.DBReplica {
-					continue
-				}
-			}
 			t := lifeboat.Target{Service: s.Service, Unit: un, Component: dn, Region: c.c.Region,
 				Resource: lifeboat.ResourceName(s.Service, un, dn, c.c.Region), Epoch: d.Epoch, Step: "fence-self"}
 			// Past the deadline the fence is late but still wanted: give

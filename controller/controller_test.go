@@ -422,33 +422,3 @@ func TestNeedsRejoin(t *testing.T) {
 		t.Fatalf("a replica needs no rejoin, got %v", got)
 	}
 }
-
-// A region cut off fences the copies that may take writes, and leaves a
-// replica alone: here the ledger's primary lives in east (a pool placed
-// there), so west's copy is a replica and keeps replicating.
-func TestFenceSelfLeavesReplicas(t *testing.T) {
-	west, east := newSite(t), newSite(t)
-	spec := testSpec(lifeboat.MonitorAutomatic, west.srv.URL, east.srv.URL)
-	u := spec.Units["storefront"]
-	u.Databases["ledger"] = lifeboat.Database{Engine: "postgres", DRMode: lifeboat.DRGeoReplica}
-	spec.Units["storefront"] = u
-	spec.Tenants = &lifeboat.Tenants{Pools: map[string]lifeboat.Pool{"eastern": {Database: "storefront.ledger", Region: "east"}}}
-	h := start(t, spec, "west")
-	if role := h.world.Database("shop-storefront-ledger-west").Role; role != lifeboat.DBReplica {
-		t.Fatalf("west's ledger starts as %s; want a replica of east's", role)
-	}
-	eventually(t, "west to hold the active key", func() bool {
-		held, _ := member{h.cl, "east"}.ActiveHeld(context.Background(), "west")
-		return held
-	})
-	h.cl.cutOff("west")
-	west.down.Store(true)
-	eventually(t, "west to fence its orders database", func() bool {
-		return h.world.Database("shop-storefront-orders-west").Role == lifeboat.DBFenced
-	})
-	for _, c := range h.world.Calls() {
-		if c.Action == string(lifeboat.ActDatabaseFence) && c.Resource == "shop-storefront-ledger-west" {
-			t.Errorf("west fenced its ledger replica (%+v): that stops its replication for nothing", c)
-		}
-	}
-}

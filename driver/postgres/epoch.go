@@ -50,7 +50,7 @@ func (d *Driver) saveRecord(resource string, r nodeRecord) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", filepath.Dir(path), err)
 	}
-	if err := writeFileAtomic(path, data, 0o644); err != nil {
+	if err := writeFileAtomic(path, data, 0o644, false); err != nil {
 		return fmt.Errorf("write the epoch record of %s: %w", resource, err)
 	}
 	return nil

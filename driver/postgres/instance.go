@@ -249,10 +249,7 @@ func (i *Instance) WriteSettings(primaryConninfo string) error {
 	for _, k := range lifeboat.SortedKeys(i.Settings) {
 		fmt.Fprintf(&b, "%s = %s\n", k, quoteLiteral(i.Settings[k]))
 	}
-	if err := writeFileAtomic(filepath.Join(i.DataDir, settingsFile), []byte(b.String()), 0o600); err != nil {
-		return err
-	}
-	if err := Chown(filepath.Join(i.DataDir, settingsFile)); err != nil {
+	if err := writeFileAtomic(filepath.Join(i.DataDir, settingsFile), []byte(b.String()), 0o600, true); err != nil {
 		return err
 	}
 	return i.stripAutoConf()
@@ -283,10 +280,7 @@ func (i *Instance) SetFence(on bool) error {
 	if on {
 		out = append(out, "default_transaction_read_only = on "+fenceMark+"\n")
 	}
-	if err := writeFileAtomic(path, []byte(strings.Join(out, "")), 0o600); err != nil {
-		return err
-	}
-	return Chown(path)
+	return writeFileAtomic(path, []byte(strings.Join(out, "")), 0o600, true)
 }
 
 // Fenced reports whether lifeboat.conf holds the fence.
@@ -319,10 +313,7 @@ func (i *Instance) stripAutoConf() error {
 			out = append(out, line)
 		}
 	}
-	if err := writeFileAtomic(path, []byte(strings.Join(out, "\n")+"\n"), 0o600); err != nil {
-		return err
-	}
-	return Chown(path)
+	return writeFileAtomic(path, []byte(strings.Join(out, "\n")+"\n"), 0o600, true)
 }
 
 // Follow makes the data dir a standby of primaryConninfo at its next start:
@@ -602,7 +593,7 @@ func (i *Instance) ControlData(ctx context.Context) (map[string]string, error) {
 
 // writeFileAtomic writes data to a temporary file, syncs it and renames it
 // over path, so that a crash leaves the old or the new content, never half.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+func writeFileAtomic(path string, data []byte, perm os.FileMode, forPostgres bool) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
@@ -622,6 +613,14 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	}
 	if err := tmp.Close(); err != nil {
 		return err
+	}
+	if forPostgres {
+		// Owned by PostgreSQL's user before it takes the name: a server
+		// starting or reloading in between must never find the file
+		// unreadable (root's, 0600), which makes a start fail.
+		if err := Chown(tmp.Name()); err != nil {
+			return err
+		}
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err

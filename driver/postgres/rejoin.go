@@ -290,7 +290,7 @@ func (d *Driver) saveQuarantine(rep QuarantineReport) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(rep.Dir, "report.json"), data, 0o600); err != nil {
+	if err := writeFileAtomic(filepath.Join(rep.Dir, "report.json"), data, 0o600, false); err != nil {
 		return fmt.Errorf("write the quarantine report: %w", err)
 	}
 	var b strings.Builder
@@ -307,7 +307,7 @@ func (d *Driver) saveQuarantine(rep QuarantineReport) error {
 	d.qmu.Lock()
 	d.quarantines[rep.Resource] = rep
 	d.qmu.Unlock()
-	return writeFileAtomic(filepath.Join(rep.Dir, "REPORT.txt"), []byte(b.String()), 0o600)
+	return writeFileAtomic(filepath.Join(rep.Dir, "REPORT.txt"), []byte(b.String()), 0o600, false)
 }
 
 // switchPoint finds in a timeline history file where the line left

@@ -42,7 +42,7 @@ func (d *Driver) recordExposure(database string, f func([]Exposure) []Exposure) 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, database+".json"), data, 0o644)
+	return writeFileAtomic(filepath.Join(dir, database+".json"), data, 0o644, false)
 }
 
 // exposeFrom opens an exposure of database on primary at `at`, unless one
