@@ -287,6 +287,13 @@ func (d *Driver) fence(ctx context.Context, op lifeboat.Op, resource string) err
 			}
 			return markFenced()
 		}
+		if inst.IsStandbyConfigured() {
+			// A standby (standby.signal; promotion removes it) takes no
+			// writes. Asking the server cannot tell while it starts or
+			// with hot_standby off, and a fence then stopped a replica
+			// that was being started.
+			return nil
+		}
 		if p, err := d.probe(ctx, op, resource); err == nil && p.inRecovery {
 			return nil // a replica takes no writes
 		}

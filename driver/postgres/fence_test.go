@@ -192,3 +192,23 @@ func TestSyncWatcherFollowsTheFailover(t *testing.T) {
 		t.Fatalf("exposures after the failover: %+v; want west's ended and east's open", ex)
 	}
 }
+
+// A standby the driver cannot ask (starting up, or hot_standby off) is
+// still a standby: a fence leaves it running. It used to stop it, which
+// made a start in progress fail (the lab's heal, raced by the fence of a
+// region that had lost the quorum).
+func TestFenceLeavesAStandbyItCannotAsk(t *testing.T) {
+	ctx := timeout(t)
+	w := pgtest.StartPrimary(t, pgtest.Name(west))
+	e := pgtest.StartStandby(t, w, pgtest.Name(east), pgtest.Setting("hot_standby", "off"))
+	d, err := postgres.New(config(t, w, e, true))
+	must(t, err)
+	pid, ok := e.Instance.PID()
+	if !ok {
+		t.Fatal("the standby is not running")
+	}
+	must(t, d.Fence(ctx, target(east, 1)))
+	if now, ok := e.Instance.PID(); !ok || now != pid {
+		t.Fatalf("the fence stopped the standby (PID %d before, %d running %v after)", pid, now, ok)
+	}
+}
