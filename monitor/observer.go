@@ -178,12 +178,18 @@ func (o *Observer) loop(ctx context.Context) {
 // roll recomputes every region's view and publishes the changed ones, or
 // all of them when all is set.
 func (o *Observer) roll(all bool) {
+	// The verdicts first, then the clock: a verdict read after now was
+	// taken could be newer than now, and its Since would be cut to now.
+	verdicts := make(map[string]ProbeVerdict, len(o.targets))
+	for _, t := range o.targets {
+		verdicts[t.Name()] = o.probers[t.Name()].Verdict()
+	}
 	now := time.Now()
 	var out []View
 	o.mu.Lock()
 	for _, r := range o.regions {
 		prev := o.views[r]
-		v := o.rollRegion(r, prev, now)
+		v := o.rollRegion(r, prev, now, verdicts)
 		if all || v.Failing != prev.Failing || v.Reason != prev.Reason {
 			v.At = now
 			out = append(out, v)
@@ -204,7 +210,7 @@ func (o *Observer) roll(all bool) {
 // rollRegion: failing when any critical target is down. Since is taken
 // from the probers' verdicts (when the first critical target went down,
 // when the last one came back) rather than from when the loop noticed.
-func (o *Observer) rollRegion(region string, prev View, now time.Time) View {
+func (o *Observer) rollRegion(region string, prev View, now time.Time, verdicts map[string]ProbeVerdict) View {
 	v := View{Observer: o.cfg.Region, Region: region, Since: prev.Since}
 	var down, others []string
 	var firstDown, lastUp time.Time
@@ -212,7 +218,7 @@ func (o *Observer) rollRegion(region string, prev View, now time.Time) View {
 		if t.Region != region {
 			continue
 		}
-		pv := o.probers[t.Name()].Verdict()
+		pv := verdicts[t.Name()]
 		if pv.Health != HealthDown {
 			if t.Critical && pv.Since.After(lastUp) {
 				lastUp = pv.Since
