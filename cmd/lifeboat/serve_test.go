@@ -8,11 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/lifeboat-dr/lifeboat/driver/postgres"
 	"github.com/miekg/dns"
 )
 
@@ -42,15 +44,16 @@ drivers:
   agent: {url: "http://%s"}
 %s`
 
-// freeAddr returns a loopback host:port nobody listens on now.
+// freeAddr returns a loopback host:port nobody listens on now, below the
+// ephemeral ports: a server restarted on it (a controller, its etcd
+// member) must not find it taken by an outgoing connection meanwhile.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := postgres.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
 }
 
 // startServe starts 'lifeboat serve' in dir and waits until its agent
