@@ -17,7 +17,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -178,7 +177,12 @@ func (d *daemon) openGateways(stops *[]func()) error {
 				return fmt.Errorf("opening %s's gateway %s (to %s): %w", region, at, fw.upstream, err)
 			}
 			g.add(l)
-			go g.serve(l, fw.upstream)
+			// Dialled from the daemon's own goroutine: the host's
+			// namespace, where the data plane listens. A failed dial is the
+			// region failing, as the probe should see it.
+			go g.forward(l, func(ctx context.Context) (net.Conn, error) {
+				return new(net.Dialer).DialContext(ctx, "tcp", fw.upstream)
+			})
 		}
 	}
 	return nil
@@ -215,37 +219,6 @@ func (g *gateways) untrack(c net.Conn) {
 	defer g.mu.Unlock()
 	delete(g.conns, c)
 	c.Close()
-}
-
-func (g *gateways) serve(l net.Listener, upstream string) {
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		if !g.track(c) {
-			continue
-		}
-		g.wg.Add(1)
-		go func() {
-			defer g.wg.Done()
-			defer g.untrack(c)
-			// Dialled from the daemon's own goroutine: the host's
-			// namespace, where the data plane listens.
-			up, err := net.DialTimeout("tcp", upstream, 5*time.Second)
-			if err != nil {
-				return // the probe sees the region failing, as it is
-			}
-			if !g.track(up) {
-				return
-			}
-			defer g.untrack(up)
-			done := make(chan struct{}, 2)
-			go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
-			go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
-			<-done // either side gone: close both
-		}()
-	}
 }
 
 func (g *gateways) close() {

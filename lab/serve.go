@@ -659,7 +659,7 @@ func (g *gateways) forward(l net.Listener, dial func(context.Context) (net.Conn,
 			up, err := dial(ctx)
 			cancel()
 			if err != nil {
-				return // the controller is not listening (starting, or its region is down)
+				return // nothing listens there (starting, or its region is down): the client sees it as it is
 			}
 			if !g.track(up) {
 				return
