@@ -18,14 +18,7 @@ import (
 // skips without Chromium, but fails in CI. Cleanup ends it.
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	bin, err := chromium.Path()
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	ctx, cancel, err := chromium.Start(context.Background(), bin, t.TempDir(), 1280, 800)
+	ctx, cancel, err := chromium.Start(context.Background(), chromium.TestPath(t), t.TempDir(), 1280, 800)
 	if err != nil {
 		t.Fatal(err)
 	}

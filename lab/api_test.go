@@ -29,7 +29,7 @@ import (
 // journaled end of the failover to the page showing it is logged.
 func TestAPIMetricsAndDashboardInTheMonitoredLab(t *testing.T) {
 	promtool := promtoolPath(t)
-	chromium := chromiumPath(t)
+	browserBin := chromium.TestPath(t)
 	dir, in := monitored(t)
 	if in.API == nil || in.API.URLs[Central] == "" {
 		t.Fatalf("lab.json has no API addresses: %+v", in.API)
@@ -104,7 +104,7 @@ func TestAPIMetricsAndDashboardInTheMonitoredLab(t *testing.T) {
 
 	// The dashboard follows a real failover.
 	s, _ := openQuorumStore(t, in)
-	ctx := labBrowser(t, chromium)
+	ctx := labBrowser(t, browserBin)
 	if err := chromedp.Do(ctx, chromedp.Navigate(in.API.Dashboard)); err != nil {
 		t.Fatal(err)
 	}
@@ -179,20 +179,6 @@ func promtoolPath(t *testing.T) string {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
-	}
-	return p
-}
-
-// chromiumPath is internal/chromium's Path; the test skips without
-// Chromium, but fails in CI.
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	p, err := chromium.Path()
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
 	}
 	return p
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"testing"
 
 	"github.com/chromedp/chromedp"
 )
@@ -28,6 +29,20 @@ func Path() (string, error) {
 		return p, nil
 	}
 	return "", errors.New("chromium is not installed: run scripts/deps.sh (Debian package chromium)")
+}
+
+// TestPath is Path for a test: without Chromium the test is skipped, but
+// under CI (CI set) it fails, since scripts/deps.sh installs it there.
+func TestPath(t testing.TB) string {
+	t.Helper()
+	p, err := Path()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	return p
 }
 
 // Start starts headless Chromium (bin, a profile in dataDir) with Flags,
