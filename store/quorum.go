@@ -357,7 +357,7 @@ func (q *Quorum) Campaign(ctx context.Context) error {
 		// it go, for a region that does not know it. Should no member
 		// answer now, the next campaign takes the key up again, or Close
 		// revokes it with the lease.
-		_ = q.withdraw(key, gen.id)
+		_ = q.withdraw(q.ctx, key, gen.id) // ctx, the campaign's, has ended
 		return lifeboat.Transient(opElect, q.region, fmt.Errorf("region %s campaigning for leadership on etcd (%s): %w", q.region, q.where, err))
 	}
 	q.mu.Lock()
@@ -463,8 +463,8 @@ func (q *Quorum) awaitTurn(ctx context.Context, key string, rev int64) error {
 // withdraw deletes this region's candidate key (if it is still attached to
 // lease) through every path at once, and returns when one did it or none
 // could within a third of the TTL.
-func (q *Quorum) withdraw(key string, lease clientv3.LeaseID) error {
-	ctx, cancel := context.WithTimeout(q.ctx, q.ttl/3)
+func (q *Quorum) withdraw(ctx context.Context, key string, lease clientv3.LeaseID) error {
+	ctx, cancel := context.WithTimeout(ctx, q.ttl/3)
 	defer cancel()
 	errs := make(chan error, len(q.paths))
 	for _, c := range q.paths {
@@ -496,7 +496,7 @@ func (q *Quorum) Resign(ctx context.Context) error {
 	if key == "" || won == nil {
 		return nil
 	}
-	if err := q.withdraw(key, won.id); err != nil {
+	if err := q.withdraw(ctx, key, won.id); err != nil {
 		return lifeboat.Transient(opElect, q.region, fmt.Errorf("region %s resigning leadership on etcd (%s): %w; it lapses with the lease anyway", q.region, q.where, err))
 	}
 	return nil
