@@ -24,7 +24,6 @@ import (
 	"github.com/lifeboat-dr/lifeboat/driver/postgres"
 	"github.com/lifeboat-dr/lifeboat/monitor"
 	"github.com/lifeboat-dr/lifeboat/store"
-	"github.com/lifeboat-dr/lifeboat/tenant"
 )
 
 // The monitored lab runs the real lifeboat program three times more, as
@@ -279,18 +278,9 @@ func TestMonitorRegionDownFailsOver(t *testing.T) {
 		}
 		return nil
 	})
-	spec, _, err := config.Load(in.Spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := tenant.OpenCatalog(context.Background(), spec, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cat.Close()
-	all, err := cat.List(context.Background(), tenant.Filter{})
-	if err != nil || len(all) != tenants {
-		t.Fatalf("%d tenants after the failback, %v; want %d", len(all), err, tenants)
+	all := catalogTenants(t, in, st)
+	if len(all) != tenants {
+		t.Fatalf("%d tenants after the failback, want %d", len(all), tenants)
 	}
 	for _, tn := range all {
 		home := West

@@ -139,6 +139,26 @@ func tenantLab(t *testing.T, o Options) (*Info, *lifeboat.Spec) {
 	return in, spec
 }
 
+// catalogTenants lists every tenant of the lab's catalog, read where st
+// says its primary is.
+func catalogTenants(t *testing.T, in *Info, st *lifeboat.State) []lifeboat.Tenant {
+	t.Helper()
+	spec, _, err := config.Load(in.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := tenant.OpenCatalog(context.Background(), spec, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	all, err := cat.List(context.Background(), tenant.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
 // Seed 004's scenarios 2 and 3 in one lab: west is failed over; the paid
 // tenants of west's pool are made available in east in batches, those of
 // paideast (primary in east) are not touched, the trial tenants are
@@ -217,19 +237,7 @@ func TestTenantsInTheLab(t *testing.T) {
 
 	// The catalog: west's paid tenants and every trial tenant in east at
 	// the failover's epoch; paideast's tenants untouched (scenario 3).
-	spec, _, err := config.Load(in.Spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := tenant.OpenCatalog(ctx, spec, state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cat.Close()
-	all, err := cat.List(ctx, tenant.Filter{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	all := catalogTenants(t, in, state)
 	if len(all) != n {
 		t.Fatalf("%d tenants in the catalog, want %d", len(all), n)
 	}
@@ -488,19 +496,7 @@ func failback(t *testing.T, in *Info, before []lifeboat.Tenant, created map[stri
 		t.Error(r.late)
 	}
 
-	spec, _, err := config.Load(in.Spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := tenant.OpenCatalog(ctx, spec, back)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cat.Close()
-	all, err := cat.List(ctx, tenant.Filter{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	all := catalogTenants(t, in, back)
 	if len(all) != len(before) {
 		t.Fatalf("%d tenants after the failback, want %d", len(all), len(before))
 	}
