@@ -8,13 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/lifeboat-dr/lifeboat/driver/postgres"
 	"github.com/miekg/dns"
 )
 
@@ -44,16 +42,15 @@ drivers:
   agent: {url: "http://%s"}
 %s`
 
-// freeAddr returns a loopback host:port nobody listens on now, below the
-// ephemeral ports: a server restarted on it (a controller, its etcd
-// member) must not find it taken by an outgoing connection meanwhile.
+// freeAddr returns a loopback host:port nobody listens on now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	p, err := postgres.FreePort()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 // startServe starts 'lifeboat serve' in dir and waits until its agent
