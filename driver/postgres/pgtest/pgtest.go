@@ -195,7 +195,19 @@ func (c *Cluster) Start(t testing.TB) {
 	t.Helper()
 	cx, cancel := ctx(t)
 	defer cancel()
-	if err := c.Instance.Start(cx); err != nil {
-		t.Fatal(err)
+	// Its port came from the kernel's ephemeral range: while the server
+	// was down, an outgoing connection may hold it as its local port for
+	// a moment (CI: "could not bind … Address already in use"). Such a
+	// connection ends soon; a port taken for good still fails the test.
+	for try := 1; ; try++ {
+		err := c.Instance.Start(cx)
+		if err == nil {
+			return
+		}
+		log, _ := os.ReadFile(c.Instance.LogFile())
+		if try == 10 || !strings.Contains(string(log), "Address already in use") {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
